@@ -105,6 +105,23 @@ CONFIGS: dict[str, ModelConfig] = {
 }
 
 
+def infp_config(cfg: ModelConfig) -> ModelConfig:
+    """INFP*-style baseline (paper App. D.3): bidirectional windows of 75 frames after 10 clean context
+    frames, conditioned on the two audio tracks through the motion guider (no user motion)."""
+    return replace(cfg, name=f"{cfg.name}-infp", mask="bidirectional", conditioner="guider", window=75, block=75,
+                   context_frames=10)
+
+
+def talking_config(cfg: ModelConfig) -> ModelConfig:
+    """Talking-only model (the FLOAT-like row and the DPO loser generator): avatar audio only, causal."""
+    return replace(cfg, name=f"{cfg.name}-talking", conditioner="avatar_only")
+
+
+for _base in ("paper", "tiny"):
+    CONFIGS[f"{_base}-infp"] = infp_config(CONFIGS[_base])
+    CONFIGS[f"{_base}-talking"] = talking_config(CONFIGS[_base])
+
+
 def get_config(name: str, **overrides) -> ModelConfig:
     if name not in CONFIGS:
         raise KeyError(f"unknown config {name!r}; choose from {sorted(CONFIGS)}")

@@ -48,7 +48,7 @@ def attention_mask(kind: str, q_pos: torch.Tensor, k_pos: torch.Tensor, block: i
         block_end = (torch.div(q, block, rounding_mode="floor") + 1) * block - 1
         return k <= block_end + lookahead
     if kind == "bidirectional":
-        return torch.ones(q.shape[0], k.shape[1], dtype=torch.bool)
+        return torch.ones(q.shape[0], k.shape[1], dtype=torch.bool, device=q.device)
     raise ValueError(f"unknown mask kind {kind!r}")
 
 
@@ -64,7 +64,7 @@ def band_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, band: int) -> torch.Tens
 
 def rope_cos_sin(pos: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     # float64 angles keep a 10-minute session (15,000 positions) as exact as position 0.
-    inv_freq = 10000.0 ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    inv_freq = 10000.0 ** (-torch.arange(0, head_dim, 2, dtype=torch.float64, device=pos.device) / head_dim)
     angle = pos.to(torch.float64)[:, None] * inv_freq[None, :]  # (L, hd/2)
     return angle.cos().float(), angle.sin().float()
 
@@ -82,7 +82,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 def timestep_sinusoid(t: torch.Tensor, dim: int = 256) -> torch.Tensor:
     """Raw t (0..1000, not t/1000); cos half first, then sin."""
     half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
     args = t.float()[..., None] * freqs
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
@@ -222,7 +222,7 @@ class FlowTransformer(nn.Module):
         (default 0..L-1); past: cached K/V of earlier frames. Returns v (B, L, D) [and this call's KV]."""
         cfg = self.cfg
         B, L, _ = x.shape
-        pos = torch.arange(L) if pos is None else pos
+        pos = torch.arange(L, device=x.device) if pos is None else pos
         h = self.input_proj(torch.cat([x, ref[:, None, :].expand(B, L, -1)], dim=-1))  # (B, L, H)
         temb = F.silu(self.time_embed(t))  # (B, L, H)
         mod = self.shared_adaln(temb).chunk(6, dim=-1)

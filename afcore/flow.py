@@ -15,8 +15,8 @@ TIMESTEPS = SIGMAS * NUM_TRAIN_TIMESTEPS
 
 def sigma_of(t: torch.Tensor) -> torch.Tensor:
     """Nearest table entry, resolved in float32 like the official solver (t = 500 -> index 499)."""
-    idx = (TIMESTEPS[None, :] - t.float().reshape(-1, 1)).abs().argmin(dim=1)
-    return SIGMAS.double()[idx].reshape(t.shape)
+    idx = (TIMESTEPS.to(t.device)[None, :] - t.float().reshape(-1, 1)).abs().argmin(dim=1)
+    return SIGMAS.double().to(t.device)[idx].reshape(t.shape)
 
 
 def denoising_steps(nfe: int) -> torch.Tensor:
@@ -50,7 +50,7 @@ def sample_block_timesteps(batch: int, frames: int, block: int, generator=None) 
     """Diffusion forcing: one independent noise level per block, shared by its frames. (B, L) raw t."""
     n_blocks = -(-frames // block)
     idx = torch.randint(0, NUM_TRAIN_TIMESTEPS, (batch, n_blocks), generator=generator)
-    return TIMESTEPS[idx].repeat_interleave(block, dim=1)[:, :frames]
+    return TIMESTEPS[idx].repeat_interleave(block, dim=1)[:, :frames]  # on the CPU: move with .to()
 
 
 def add_noise(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,8 @@ ordinary block with an empty cache (warmup="block": 400 ms).
 """
 from __future__ import annotations
 
+import time
+
 import torch
 
 from .dfot import KV, FlowTransformer, Past
@@ -68,7 +70,8 @@ class Session:
             if not torch.isfinite(s).all():
                 raise ValueError(f"{name}: contains NaN or inf")
         if noise is None:
-            noise = torch.randn(self.batch, n, cfg.latent_dim, generator=self.generator)
+            noise = torch.randn(self.batch, n, cfg.latent_dim, generator=self.generator,
+                                device=self.ref3.device)
         streams = (avatar_audio, user_audio, user_motion)
         if self.tail_x is not None:  # re-feed the offset frames in front of the new block
             streams = tuple(torch.cat([t, s], 1) for t, s in zip(self.tail_cond, streams))
@@ -76,11 +79,18 @@ class Session:
         else:
             x = noise
         o = x.shape[1] - n
-        pos = torch.arange(self.frames_done - o, self.frames_done + n)
+        pos = torch.arange(self.frames_done - o, self.frames_done + n, device=x.device)
+        t0 = time.perf_counter_ns()
         cond3 = self.model.encode_conditions(*_cfg_branches(*streams))  # (3B, L, H)
         past = self.past if self.cache else self._recompute_past()
+        t1 = time.perf_counter_ns()
         x = self._denoise(x, o, cond3, pos, past)
+        t2 = time.perf_counter_ns()
         self._write(x, streams, cond3, pos, past)
+        t3 = time.perf_counter_ns()
+        # Wall-clock split of this block (ms); on CUDA the caller synchronises before reading it.
+        self.last_timing = {"condition_ms": (t1 - t0) / 1e6, "denoise_ms": (t2 - t1) / 1e6,
+                            "cache_write_ms": (t3 - t2) / 1e6}
         self.frames_done += n
         return x[:, o:]
 
@@ -88,9 +98,9 @@ class Session:
         steps = denoising_steps(self.nfe)
         B, L, _ = x.shape
         for t_cur, t_next in zip(steps[:-1], steps[1:]):
-            t_tok = torch.full((B, L), float(t_cur))
+            t_tok = torch.full((B, L), float(t_cur), device=x.device)
             t_tok[:, :o] = 0
-            t_nxt = torch.full((B, L), float(t_next))
+            t_nxt = torch.full((B, L), float(t_next), device=x.device)
             t_nxt[:, :o] = 0
             v3 = self.model(x.repeat(3, 1, 1), t_tok.repeat(3, 1), cond3, self.ref3, pos, past)
             x = euler_step(x, cfg_combine(*v3.chunk(3), self.w_audio, self.w_user), t_tok, t_nxt)
@@ -101,7 +111,7 @@ class Session:
         cfg = self.cfg
         keep = x.shape[1] - cfg.offset
         if self.cache:
-            _, kv = self.model(x.repeat(3, 1, 1), torch.zeros(3 * x.shape[0], x.shape[1]), cond3, self.ref3,
+            _, kv = self.model(x.repeat(3, 1, 1), torch.zeros(3 * x.shape[0], x.shape[1], device=x.device), cond3, self.ref3,
                                pos, past, return_kv=True)
             self.past = _append(past, kv, pos, keep, cfg.cache_len, cfg.cross_band)
         else:
@@ -114,7 +124,7 @@ class Session:
         past = None
         for x, streams, pos in self.history:
             cond3 = self.model.encode_conditions(*_cfg_branches(*streams))
-            _, kv = self.model(x.repeat(3, 1, 1), torch.zeros(3 * x.shape[0], x.shape[1]), cond3, self.ref3,
+            _, kv = self.model(x.repeat(3, 1, 1), torch.zeros(3 * x.shape[0], x.shape[1], device=x.device), cond3, self.ref3,
                                pos, past, return_kv=True)
             past = _append(past, kv, pos, x.shape[1] - self.cfg.offset, self.cfg.cache_len, self.cfg.cross_band)
         return past

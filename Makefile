@@ -1,0 +1,21 @@
+# Two commands for a newcomer: `make reproduce` and `make test` (each sets up .venv first if needed).
+VENV := .venv
+PROFILE ?= full
+
+.PHONY: setup test reproduce bench clean
+
+setup:
+	@bash scripts/setup_env.sh
+
+test: setup
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
+
+reproduce: setup
+	$(VENV)/bin/afsuite reproduce --profile $(PROFILE)
+
+bench: setup
+	$(VENV)/bin/afsuite bench stream --config tiny --seconds 60 --json results/bench/stream_tiny.json
+	$(VENV)/bin/afsuite bench stream --config paper --seconds 10 --json results/bench/stream_paper.json
+
+clean:
+	rm -rf $(VENV) .pytest_cache
