@@ -9,22 +9,12 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("AF_SHARED", REPO.parent / "shared"))
 FIXTURES = SHARED / "fixtures" / "official_parity"
 
-if not FIXTURES.is_dir():
-    message = (f"official-parity fixtures not found at {FIXTURES}: put the shared/ folder beside the repo "
-               "or set AF_SHARED=/path/to/shared")
-    if os.environ.get("CI"):
-        raise RuntimeError(message)  # in CI a missing fixture is a broken set-up, never a skip
-    FIXTURES_MISSING = message
-else:
-    FIXTURES_MISSING = None
-
-
-def pytest_collection_modifyitems(config, items):
-    if FIXTURES_MISSING:
-        skip = pytest.mark.skip(reason=FIXTURES_MISSING)
-        for item in items:
-            if "official" in item.nodeid or "parity" in item.nodeid:
-                item.add_marker(skip)
+_missing = None if FIXTURES.is_dir() else (
+    f"official-parity fixtures not found at {FIXTURES}: put the shared/ folder beside the repo or set "
+    "AF_SHARED=/path/to/shared")
+if _missing and os.environ.get("CI"):
+    raise RuntimeError(_missing)  # in CI a missing fixture is a broken set-up, never a skip
+needs_fixtures = pytest.mark.skipif(_missing is not None, reason=_missing or "")
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,5 @@
 """Audio encoders: official wav2vec2 parity from a local HF folder, the streaming mel encoder, bad input."""
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -10,9 +9,8 @@ from safetensors.torch import load_file, save_file
 from afcore.audio import (MelAudioEncoder, Wav2Vec2AudioEncoder, build_audio_encoder, load_audio_projection,
                           make_audio_projection, zero_mean_unit_var)
 from afcore.config import PAPER, get_config
+from conftest import FIXTURES, needs_fixtures
 
-FIXTURES = Path(os.environ.get("AF_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "fixtures/official_parity"
-needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"official-parity fixtures not found at {FIXTURES}")
 POS_CONV = "wav2vec2.encoder.pos_conv_embed.conv."
 STAGES = ("padded_waveform", "cnn_features_50hz", "interpolated_cnn_features", "projected_features",
           "hidden_states.0", "hidden_states.1", "hidden_states.2", "stacked_hidden", "output")
@@ -43,8 +41,6 @@ def write_hf_folder(folder: Path, weight_norm_form: str, drop_key: str | None = 
 
 def build_official_tiny(root: Path, weight_norm_form: str) -> Wav2Vec2AudioEncoder:
     """Through the real user path: a local folder named in ModelConfig, then the official projection weights."""
-    if not FIXTURES.is_dir():
-        pytest.skip(f"official-parity fixtures not found at {FIXTURES}")
     folder = write_hf_folder(root / "wav2vec2-tiny", weight_norm_form)
     enc = build_audio_encoder(get_config("official-tiny", audio_encoder="wav2vec2", wav2vec2_dir=str(folder)))
     load_audio_projection(enc.audio_projection, FIXTURES / "tiny_audio_encoder.safetensors")

@@ -11,7 +11,9 @@ from afcore.flow import SIGMAS, TIMESTEPS, denoising_steps, sigma_of
 from afcore.official import load_official_flow_transformer
 from afcore.session import Session, _cfg_branches, generate
 
-from conftest import FIXTURES
+from conftest import FIXTURES, needs_fixtures
+
+pytestmark = needs_fixtures
 
 ATOL = 1e-4  # the fixture README's recommended tolerance for forward, sampler and caches
 
