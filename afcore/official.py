@@ -104,3 +104,24 @@ def read_state(path: str | Path) -> dict:
         return load_file(path)
     state = torch.load(path, map_location="cpu", weights_only=True)
     return state.get("state_dict", state) if isinstance(state, dict) else state
+
+
+def load_official_release(flow_transformer_path, wav2vec2_dir, motion_autoencoder_path=None, cfg: ModelConfig | None = None):
+    """The released model in afcore: `flow_transformer.pth` (generator + audio projection), the wav2vec2-base
+    folder, and optionally `motion_autoencoder.pth`. Returns (AvatarForcing, MotionAutoencoder | None)."""
+    from .audio import load_audio_projection
+    from .config import get_config
+    from .model import AvatarForcing
+    from .motion_ae import MotionAutoencoder, load_official_motion_ae
+
+    cfg = cfg or get_config("paper", audio_encoder="wav2vec2", wav2vec2_dir=str(wav2vec2_dir))
+    model = AvatarForcing(cfg)
+    state = read_state(flow_transformer_path)
+    load_official_flow_transformer(model.generator, state)
+    load_audio_projection(model.audio.audio_projection, state)
+    autoencoder = None
+    if motion_autoencoder_path is not None:
+        autoencoder = MotionAutoencoder(cfg)
+        load_official_motion_ae(autoencoder, read_state(motion_autoencoder_path))
+        autoencoder.eval()
+    return model.eval(), autoencoder

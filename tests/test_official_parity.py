@@ -138,3 +138,32 @@ def test_loader_is_strict(official_tiny):
         "blockwise", torch.arange(50), torch.arange(50), 10, 2)
     with pytest.raises(ValueError, match="differs from the mask"):
         load_official_flow_transformer(FlowTransformer(get_config("official-tiny")), prefixed)
+
+
+def test_release_loader_wires_generator_and_audio_projection(tmp_path):
+    """A tiny stand-in for the release: one flow_transformer.pth holding the generator and the audio
+    projection (official key names), plus a local wav2vec2 folder."""
+    from afcore.official import load_official_release
+    from test_audio import write_hf_folder
+
+    flow = {f"flow_transformer.{k}": v for k, v in load_file(FIXTURES / "tiny_flow_transformer.safetensors").items()}
+    audio = load_file(FIXTURES / "tiny_audio_encoder.safetensors")
+    flow.update({f"audio_encoder.{k}": v for k, v in audio.items() if k.startswith("audio_projection.")})
+    torch.save(flow, tmp_path / "flow_transformer.pth")
+    folder = write_hf_folder(tmp_path / "wav2vec2", "parametrizations")
+    cfg = get_config("official-tiny", audio_encoder="wav2vec2", wav2vec2_dir=str(folder))
+    model, autoencoder = load_official_release(tmp_path / "flow_transformer.pth", folder, cfg=cfg)
+    assert autoencoder is None
+    io = load_file(FIXTURES / "tiny_audio_encoder_io.safetensors")
+    with torch.no_grad():
+        feats = model.audio.forward_with_intermediates(io["caseA.in.waveform"], int(io["caseA.in.seq_len"]),
+                                                       normalize=False)["output"]
+    torch.testing.assert_close(feats, io["caseA.output"], atol=ATOL, rtol=0)
+    fx = load_file(FIXTURES / "tiny_forward.safetensors")
+    i = {k.split(".in.")[1]: v for k, v in fx.items() if k.startswith("case1.in.")}
+    with torch.no_grad():
+        v = model.generator(i["x"], i["t"], model.generator.encode_conditions(i["wa"], i["wa_user"], i["motion_user"]),
+                            i["wr"])
+    torch.testing.assert_close(v, fx["case1.out.v"], atol=ATOL, rtol=0)
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+        load_official_release(tmp_path / "missing.pth", folder, cfg=cfg)
