@@ -9,6 +9,7 @@ import sys
 # Modules that add sub-commands; imported lazily so `afsuite info` stays fast.
 COMMAND_MODULES = (
     "afcore.commands",
+    "data_prep.cli",
     "eval.study.cli",
 )
 

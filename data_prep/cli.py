@@ -1,0 +1,81 @@
+"""`afsuite data ...`: build the synthetic corpus (`synth`) or ingest real dyadic videos (`ingest`)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def _synth(args) -> int:
+    from data_prep.corpus import Corpus
+    from data_prep.synth.build import SynthConfig, build_corpus
+
+    cfg = SynthConfig(hours=args.hours, seed=args.seed, size=args.size, workers=args.workers, voice=args.voice,
+                      clip_seconds=args.clip_seconds, mp4=not args.no_mp4)
+    t0 = time.time()
+    try:
+        out = build_corpus(args.out, cfg, overwrite=args.overwrite, progress=not args.quiet)
+    except (ValueError, FileExistsError, RuntimeError) as err:
+        print(f"afsuite data synth: error: {err}", file=sys.stderr)
+        return 2
+    print(f"{Corpus(out)} written in {time.time() - t0:.1f} s")
+    return 0
+
+
+def _ingest(args) -> int:
+    from data_prep.corpus import Corpus
+    from data_prep.ingest import IngestConfig, ingest
+
+    cfg = IngestConfig(size=args.size, layout=args.layout, detect_every=args.detect_every, vad=args.vad,
+                       clip_seconds=args.clip_seconds, seed=args.seed, mp4=not args.no_mp4)
+    try:
+        out = ingest(args.src, args.out, cfg, overwrite=args.overwrite, progress=not args.quiet)
+    except (ValueError, FileExistsError, FileNotFoundError) as err:
+        print(f"afsuite data ingest: error: {err}", file=sys.stderr)
+        return 2
+    print(f"{Corpus(out)} ingested (face parameters not extracted: params are NaN)")
+    return 0
+
+
+def register(subparsers) -> None:
+    data = subparsers.add_parser("data", help="build or ingest conversation corpora")
+    sub = data.add_subparsers(dest="data_command", required=True)
+    p = sub.add_parser("synth", help="generate the embedded synthetic dyadic-conversation corpus",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--hours", type=float, default=1.0, help="hours of conversation (each has two people)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=64, help="stored frame size in pixels (even, 32-1024)")
+    p.add_argument("--out", default="data/corpus", help="corpus folder (written atomically)")
+    p.add_argument("--workers", type=int, default=2, help="processes rendering conversations")
+    p.add_argument("--voice", default="auto", choices=("auto", "espeak", "formant"),
+                   help="speech backend: espeak-ng if installed (auto), or the built-in formant voice")
+    p.add_argument("--clip-seconds", type=float, default=15.0, help="conversations are split into clips of ~this length")
+    p.add_argument("--no-mp4", action="store_true", help="skip the per-conversation preview videos")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing corpus at --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_synth)
+    q = sub.add_parser("ingest", help="turn a folder of real dyadic videos into a corpus (first version, see data_prep/ingest.py)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    q.add_argument("--src", required=True, help="folder of <conv>.mp4 (A left, B right) or <conv>_A.mp4 + <conv>_B.mp4")
+    q.add_argument("--out", default="data/corpus_real")
+    q.add_argument("--size", type=int, default=64)
+    q.add_argument("--layout", default="auto", choices=("auto", "pair", "side-by-side"))
+    q.add_argument("--detect-every", type=int, default=5, help="run the face detector every n frames")
+    q.add_argument("--vad", default="auto", choices=("auto", "silero", "energy"))
+    q.add_argument("--clip-seconds", type=float, default=15.0)
+    q.add_argument("--seed", type=int, default=0, help="seeds the split assignment")
+    q.add_argument("--no-mp4", action="store_true")
+    q.add_argument("--overwrite", action="store_true")
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(func=_ingest)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="data_prep")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

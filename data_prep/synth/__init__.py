@@ -1,0 +1,1 @@
+"""The synthetic dyadic-conversation corpus: identities, speech, behaviour, motion, renderer, builder."""
