@@ -11,6 +11,7 @@ COMMAND_MODULES = (
     "afcore.commands",
     "data_prep.cli",
     "eval.study.cli",
+    "eval.reproduce.cli",
 )
 
 
