@@ -9,6 +9,7 @@ import sys
 # Modules that add sub-commands; imported lazily so `afsuite info` stays fast.
 COMMAND_MODULES = (
     "afcore.commands",
+    "afcore.train_cli",
     "data_prep.cli",
     "eval.study.cli",
     "eval.reproduce.cli",
@@ -16,7 +17,7 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="afsuite", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="afsuite", description="Train, align, measure and demo Avatar Forcing.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         try:

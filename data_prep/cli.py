@@ -37,6 +37,20 @@ def _ingest(args) -> int:
     return 0
 
 
+def _latents(args) -> int:
+    from afcore.data import encode_corpus_latents
+    from afcore.train_ae import ae_tag, load_autoencoder
+
+    try:
+        ae, _ = load_autoencoder(args.autoencoder)
+        out = encode_corpus_latents(args.corpus, ae, ae_tag(ae), progress=not args.quiet)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"afsuite data latents: error: {err}", file=sys.stderr)
+        return 2
+    print(f"motion latents of every stream in {out}")
+    return 0
+
+
 def register(subparsers) -> None:
     data = subparsers.add_parser("data", help="build or ingest conversation corpora")
     sub = data.add_subparsers(dest="data_command", required=True)
@@ -54,6 +68,11 @@ def register(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing corpus at --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_synth)
+    p = sub.add_parser("latents", help="encode every stream's frames to motion latents with a trained autoencoder")
+    p.add_argument("--corpus", required=True, help="corpus folder (latents go to CORPUS/latents/)")
+    p.add_argument("--autoencoder", required=True, help="autoencoder.pt from `afsuite train ae`")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_latents)
     q = sub.add_parser("ingest", help="turn a folder of real dyadic videos into a corpus (first version, see data_prep/ingest.py)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     q.add_argument("--src", required=True, help="folder of <conv>.mp4 (A left, B right) or <conv>_A.mp4 + <conv>_B.mp4")

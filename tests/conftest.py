@@ -17,6 +17,17 @@ if _missing and os.environ.get("CI"):
 needs_fixtures = pytest.mark.skipif(_missing is not None, reason=_missing or "")
 
 
+TINY_CORPUS = dict(hours=0.012, seed=3, size=64)  # 43 s of conversation: three conversations, one per split
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """One small synthetic corpus shared by every test that only reads it."""
+    from data_prep.synth.build import SynthConfig, build_corpus
+    return build_corpus(tmp_path_factory.mktemp("corpus") / "corpus", SynthConfig(workers=2, **TINY_CORPUS),
+                        progress=False)
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
     torch.manual_seed(0)

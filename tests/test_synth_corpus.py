@@ -11,12 +11,12 @@ from data_prep.schema import PARAM_COLUMNS, SAMPLES_PER_FRAME
 from data_prep.synth import build
 from data_prep.synth.build import SynthConfig, build_corpus
 
-TINY = dict(hours=0.012, seed=3, size=64)  # 43 s: three conversations, one per split
+from conftest import TINY_CORPUS as TINY
 
 
 @pytest.fixture(scope="module")
-def corpus_dir(tmp_path_factory):
-    return build_corpus(tmp_path_factory.mktemp("c") / "corpus", SynthConfig(workers=2, **TINY), progress=False)
+def corpus_dir(tiny_corpus):
+    return tiny_corpus
 
 
 def _files(root):
