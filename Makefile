@@ -1,4 +1,5 @@
-# Two commands for a newcomer: `make reproduce` and `make test` (each sets up .venv first if needed).
+# Two commands for a newcomer: `make reproduce` and `make test` (each sets up .venv first if needed;
+# `make test` also installs chromium for the live demo's browser test).
 VENV := .venv
 PROFILE ?= full
 
@@ -7,7 +8,8 @@ PROFILE ?= full
 setup:
 	@bash scripts/setup_env.sh
 
-test: setup
+test:
+	@bash scripts/setup_env.sh --with-browser
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
 
 reproduce: setup
