@@ -88,13 +88,3 @@ def register(subparsers) -> None:
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=_ingest)
 
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="data_prep")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

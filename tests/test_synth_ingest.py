@@ -93,10 +93,10 @@ def test_bad_ingest_arguments(src, tmp_path):
 
 
 def test_cli_ingest(src, tmp_path, capsys):
-    from data_prep import cli
+    from afcore.cli import main as afsuite
 
-    assert cli.main(["data", "ingest", "--src", str(src), "--out", str(tmp_path / "r"), "--vad", "energy", "--no-mp4",
+    assert afsuite(["data", "ingest", "--src", str(src), "--out", str(tmp_path / "r"), "--vad", "energy", "--no-mp4",
                      "--quiet", "--detect-every", "25"]) == 0
     assert "ingested" in capsys.readouterr().out
-    assert cli.main(["data", "ingest", "--src", str(tmp_path / "missing"), "--out", str(tmp_path / "s"), "--quiet"]) == 2
+    assert afsuite(["data", "ingest", "--src", str(tmp_path / "missing"), "--out", str(tmp_path / "s"), "--quiet"]) == 2
     assert "not a folder" in capsys.readouterr().err

@@ -184,13 +184,3 @@ def register(subparsers) -> None:
     p.add_argument("--profile", help="the run's profile (default: from its reproduce.json; folder results/full)")
     p.set_defaults(func=cmd_report)
 
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="afsuite")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
