@@ -1,4 +1,6 @@
-"""Shared test set-up: where the official-parity fixtures live, and quiet, deterministic torch."""
+"""Shared test set-up: where the official-parity fixtures live, a shared tiny corpus, running notebooks, and
+quiet, deterministic torch."""
+import json
 import os
 from pathlib import Path
 
@@ -26,6 +28,30 @@ def tiny_corpus(tmp_path_factory):
     from data_prep.synth.build import SynthConfig, build_corpus
     return build_corpus(tmp_path_factory.mktemp("corpus") / "corpus", SynthConfig(workers=2, **TINY_CORPUS),
                         progress=False)
+
+
+def notebook_defaults(name: str) -> dict:
+    """The literal defaults of notebooks/<name>.ipynb's single parameters cell; it must carry no outputs."""
+    import nbformat
+    from eval.reproduce.notebook import read_parameters
+
+    path = REPO / "notebooks" / f"{name}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{path} has stored outputs"
+    return read_parameters(path)
+
+
+def run_notebook(name: str, out_dir: Path, **parameters) -> dict:
+    """Execute notebooks/<name>.ipynb with papermill (the venv's python3 kernel, cwd = the repo) writing
+    into out_dir; return the metrics.json record it wrote."""
+    import papermill
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(str(REPO / "notebooks" / f"{name}.ipynb"), str(out_dir / "executed.ipynb"),
+                               kernel_name="python3", cwd=str(REPO), progress_bar=False,
+                               parameters={"out_dir": str(out_dir), **parameters})
+    return json.loads((out_dir / "metrics.json").read_text())
 
 
 @pytest.fixture(autouse=True)

@@ -1,41 +1,22 @@
 """notebooks/06_preference_study.ipynb runs end to end with papermill; eval/study/rate.ipynb builds the form."""
-import ast
 import json
-import os
-from pathlib import Path
 
 import nbformat
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-NOTEBOOK = REPO / "notebooks" / "06_preference_study.ipynb"
+from conftest import REPO, notebook_defaults, run_notebook
+
 PAIR = "Ours__vs__INFP*"
 
 
-def test_notebook_has_one_literal_parameters_cell_and_no_outputs():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    assert len(tagged) == 1
-    names = {}
-    for node in ast.parse(tagged[0].source).body:
-        assert isinstance(node, ast.Assign), ast.dump(node)
-        names[node.targets[0].id] = ast.literal_eval(node.value)  # literal values only
+def test_notebook_defaults():
+    names = notebook_defaults("06_preference_study")
     assert names["profile"] == "smoke" and names["out_dir"] == "results/smoke/06_preference_study"
     assert names["seed"] == 0 and names["votes_files"] == [] and names["simulate"] is False
-    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
 
 
 def test_notebook_reconstructs_the_paper_and_recovers_the_simulated_truth(tmp_path):
-    papermill = pytest.importorskip("papermill")
-    env_path = os.environ.get("PYTHONPATH", "")
-    os.environ["PYTHONPATH"] = f"{REPO}{os.pathsep}{env_path}" if env_path else str(REPO)
-    try:
-        papermill.execute_notebook(str(NOTEBOOK), str(tmp_path / "executed.ipynb"), kernel_name="python3",
-                                   cwd=str(REPO), progress_bar=False,
-                                   parameters={"out_dir": str(tmp_path), "simulate": True, "n_boot": 500})
-    finally:
-        os.environ["PYTHONPATH"] = env_path
-    record = json.loads((tmp_path / "metrics.json").read_text())
+    record = run_notebook("06_preference_study", tmp_path, simulate=True, n_boot=500)
     assert record["profile"] == "smoke" and record["seed"] == 0 and "provenance" in record
     metrics = record["metrics"]
     paper = metrics["paper_reconstruction"]

@@ -1,41 +1,16 @@
 """notebooks/01_dataset_curation.ipynb: one literal parameters cell, no stored outputs, runs end to end."""
-import ast
-import json
-import os
-from pathlib import Path
-
-import nbformat
-import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-NOTEBOOK = REPO / "notebooks" / "01_dataset_curation.ipynb"
+from conftest import notebook_defaults, run_notebook
 
 
-def test_notebook_has_one_literal_parameters_cell_and_no_outputs():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    assert len(tagged) == 1
-    names = {}
-    for node in ast.parse(tagged[0].source).body:
-        assert isinstance(node, ast.Assign), ast.dump(node)
-        names[node.targets[0].id] = ast.literal_eval(node.value)
+def test_notebook_defaults():
+    names = notebook_defaults("01_dataset_curation")
     assert names["profile"] == "smoke" and names["out_dir"] == "results/smoke/01_dataset_curation"
     assert names["source"] == "synthetic" and names["corpus_dir"].startswith("data/")
-    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
 
 
 def test_notebook_builds_the_corpus_and_writes_the_quality_report(tmp_path):
-    papermill = pytest.importorskip("papermill")
-    env_path = os.environ.get("PYTHONPATH", "")
-    os.environ["PYTHONPATH"] = f"{REPO}{os.pathsep}{env_path}" if env_path else str(REPO)
-    try:
-        papermill.execute_notebook(str(NOTEBOOK), str(tmp_path / "executed.ipynb"), kernel_name="python3",
-                                   cwd=str(REPO), progress_bar=False,
-                                   parameters={"out_dir": str(tmp_path / "out"), "corpus_dir": str(tmp_path / "corpus"),
-                                               "hours": 0.01, "seed": 1})
-    finally:
-        os.environ["PYTHONPATH"] = env_path
-    record = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    record = run_notebook("01_dataset_curation", tmp_path / "out", corpus_dir=str(tmp_path / "corpus"), hours=0.01,
+                          seed=1)
     assert record["profile"] == "smoke" and record["seed"] == 1 and "provenance" in record and record["wall_time_s"] > 0
     m = record["metrics"]
     assert m["identities_in_more_than_one_split"] == 0
