@@ -27,12 +27,13 @@ def generate_windowed(model: FlowTransformer, ref, avatar_audio, user_audio, use
     while start < T:
         ctx = min(cfg.context_frames, start)
         streams = [_pad_to(s[:, start - ctx:], ctx + cfg.window) for s in (avatar_audio, user_audio, user_motion)]
-        fresh = noise[i] if noise is not None else torch.randn(B, cfg.window, cfg.latent_dim, generator=generator)
+        fresh = noise[i] if noise is not None else torch.randn(B, cfg.window, cfg.latent_dim, generator=generator,
+                                                               device=ref.device)
         x = torch.cat([torch.cat(out, 1)[:, start - ctx:start], fresh], 1) if ctx else fresh
         cond3 = model.encode_conditions(*_cfg_branches(*streams))
         L = x.shape[1]
         for t_cur, t_next in zip(steps[:-1], steps[1:]):
-            t_tok, t_nxt = torch.full((B, L), float(t_cur)), torch.full((B, L), float(t_next))
+            t_tok, t_nxt = (torch.full((B, L), float(t), device=x.device) for t in (t_cur, t_next))
             t_tok[:, :ctx], t_nxt[:, :ctx] = 0, 0
             v3 = model(x.repeat(3, 1, 1), t_tok.repeat(3, 1), cond3, ref3)
             x = euler_step(x, cfg_combine(*v3.chunk(3), w_audio, w_user), t_tok, t_nxt)

@@ -69,3 +69,5 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="where to write the result, e.g. results/bench/stream_tiny.json")
     p.set_defaults(func=cmd_bench_stream)
+    from eval.latency_cli import add_bench_latency
+    add_bench_latency(bench)
