@@ -33,7 +33,9 @@ def _ingest(args) -> int:
     except (ValueError, FileExistsError, FileNotFoundError) as err:
         print(f"afsuite data ingest: error: {err}", file=sys.stderr)
         return 2
-    print(f"{Corpus(out)} ingested (face parameters not extracted: params are NaN)")
+    corpus = Corpus(out)
+    source = corpus.meta.get("params_source")
+    print(f"{corpus} ingested; face parameters: {source or 'not extracted (params are NaN): ' + str(corpus.meta.get('params_note'))}")
     return 0
 
 

@@ -1,20 +1,24 @@
 """Ingest a folder of real dyadic conversation videos into the corpus layout that `Corpus` reads.
 
-Status (first version): decoding to 25 fps + 16 kHz, face tracking with the LBP frontal-face cascade that
-ships with scikit-image, square crops resized to `size`, per-person VAD turns (silero-vad), clips, splits,
-manifest, RTTM, mp4 previews. NOT done: speech separation of a mixed track (the paper uses IIANet), 3DMM
-face parameters (params are written as NaN until a face-parameter extractor fills them), identity
-matching across conversations (an optional identities.csv gives it).
+Decoding to 25 fps + 16 kHz, face tracking (dlib HOG, else the scikit-image LBP cascade), square crops
+resized to `size`, per-frame face parameters from dlib's 68 landmarks (`data_prep.ingest_faces`), per-person
+VAD turns (silero-vad), clips, splits, manifest, RTTM, mp4 previews and a curation report: a conversation
+whose files are corrupt, silent, faceless, two-faced or too short is skipped with a message naming the file
+(`curation.json`, `corpus.json["curation"]`) and the rest of the batch goes on. NOT done: neural speech
+separation of a mixed track (the paper uses IIANet; here a mixed mono track of a split-screen video is split
+by lip activity), identity matching across conversations (an optional identities.csv gives it).
 
 Input layouts (`--layout auto` picks per conversation):
   pair:          <conv>_A.<ext> and <conv>_B.<ext>, one face and its own (separated) voice per file
   side-by-side:  <conv>.<ext> with person A in the left half and B in the right half; a stereo track is
-                 taken as one channel per person, a mono track is used for both (and recorded as mixed)
+                 taken as one channel per person, a mono track is split by whose mouth moves
+Pre-separated voices <src>/<conv>_A.wav and <conv>_B.wav, when both exist, replace the videos' sound.
 Optional <src>/identities.csv with columns conversation_id, person, identity keeps splits identity-disjoint.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -26,6 +30,24 @@ import pandas as pd
 from scipy.io import wavfile
 from tqdm.auto import tqdm
 
+from data_prep.ingest_faces import (
+    PARAM_CROP,
+    PARAMS_SOURCE,
+    assign_by_lips,
+    landmark_extractor,
+    split_mixed,
+    to_corpus_params,
+)
+from data_prep.ingest_media import (
+    FaceDetector,
+    IngestError,
+    crop,
+    halves,
+    iter_frames,
+    read_audio,
+    read_wav,
+    track_face,
+)
 from data_prep.media import write_mp4
 from data_prep.schema import (
     EXPRESSION_COLUMNS,
@@ -38,7 +60,7 @@ from data_prep.schema import (
 )
 
 VIDEO_EXT = (".mp4", ".mkv", ".mov", ".avi", ".webm")
-DETECT_WIDTH = 320  # frames are downscaled to this width for face detection
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,6 +74,8 @@ class IngestConfig:
     seed: int = 0
     vad: str = "auto"
     mp4: bool = True
+    params: bool = True  # face parameters from dlib landmarks (NaN when False or dlib is missing)
+    detector: str = "auto"  # "auto" (dlib HOG if installed) | "dlib" | "skimage"
 
     def validate(self) -> IngestConfig:
         if not (32 <= self.size <= 1024) or self.size % 2:
@@ -60,6 +84,8 @@ class IngestConfig:
             raise ValueError(f"--layout must be auto, pair or side-by-side, got {self.layout!r}")
         if self.detect_every < 1:
             raise ValueError(f"--detect-every must be >= 1, got {self.detect_every}")
+        if self.detector not in ("auto", "dlib", "skimage"):
+            raise ValueError(f"detector must be auto, dlib or skimage, got {self.detector!r}")
         return self
 
 
@@ -85,128 +111,88 @@ def discover(src: Path, layout: str = "auto") -> list[dict]:
     return sorted(convs, key=lambda c: c["conversation_id"])
 
 
-def read_audio(path: Path) -> np.ndarray:
-    """(C, N) float32 at 16 kHz (C = the file's channels, at most 2)."""
-    import av
+def _person_audio(conv, src: Path, params: dict, vad_backend: str) -> tuple[dict, str, list]:
+    """person -> (N,) float32 16 kHz voice, a description of where it came from, notes."""
+    from data_prep import vad
 
-    with av.open(str(path)) as box:
-        if not box.streams.audio:
-            raise ValueError(f"{path} has no audio track: the corpus needs each person's voice")
-        stream = box.streams.audio[0]
-        layout = "stereo" if stream.codec_context.channels >= 2 else "mono"
-        resampler = av.AudioResampler(format="fltp", layout=layout, rate=SAMPLE_RATE)
-        chunks = [r.to_ndarray() for f in box.decode(stream) for r in resampler.resample(f)]
-        chunks += [r.to_ndarray() for r in resampler.resample(None)]
-    return np.concatenate(chunks, axis=1).astype(np.float32)  # (C, N), planar float
-
-
-def iter_frames(path: Path):
-    """RGB frames resampled to 25 fps (the latest decoded frame at each 1/25 s tick)."""
-    import av
-
-    with av.open(str(path)) as box:
-        stream, k, last = box.streams.video[0], 0, None
-        for frame in box.decode(stream):
-            t = float(frame.pts * stream.time_base) if frame.pts is not None else k / FPS
-            img = frame.to_ndarray(format="rgb24")
-            while k / FPS < t - 0.5 / FPS and last is not None:  # fill ticks before this frame
-                yield last
-                k += 1
-            if k / FPS <= t + 0.5 / FPS:
-                yield img
-                k += 1
-            last = img
-
-
-def _halves(img, layout):
-    return {"A": img} if layout == "pair" else {"A": img[:, : img.shape[1] // 2], "B": img[:, img.shape[1] // 2:]}
+    cid, notes = conv["conversation_id"], []
+    wavs = {p: src / f"{cid}_{p}.wav" for p in "AB"}
+    if all(w.exists() for w in wavs.values()):
+        per = {}
+        for p, w in wavs.items():
+            per[p], n = read_wav(w)
+            notes += n
+        return per, "pre-separated wav files (<conv>_A.wav, <conv>_B.wav)", notes
+    if conv["layout"] == "pair":
+        per = {}
+        for p in "AB":
+            x, n = read_audio(conv["files"][p])
+            notes += n + ([f"{conv['files'][p].name}: stereo downmixed to mono"] if len(x) == 2 else [])
+            per[p] = x.mean(0)
+        return per, "separated (one file per person)", notes
+    x, notes = read_audio(conv["files"]["AB"])
+    if len(x) == 2:
+        return {"A": x[0], "B": x[1]}, "stereo: left channel = A, right channel = B", notes
+    if all(np.isfinite(params[p]).any() for p in "AB"):
+        hyp, _ = vad.detect(x[0], f"{cid}_mix", vad_backend)
+        assigned = assign_by_lips([(s.start, s.end) for s in hyp.get_timeline()], params, FPS)
+        count = {k: sum(a[2] == k for a in assigned) for k in ("A", "B", None)}
+        return split_mixed(x[0], assigned, SAMPLE_RATE), (
+            f"mixed mono track split by lip activity: {count['A']} segments to A, {count['B']} to B, "
+            f"{count[None]} unassigned (kept for both)"), notes
+    return {"A": x[0], "B": x[0]}, "mixed mono track used for both persons (no face parameters to split it)", notes
 
 
-def track_face(path: Path, layout: str, detect_every: int) -> dict:
-    """Pass 1: person -> (T, 3) smoothed square box (centre x, centre y, side) in that person's frame half."""
-    from skimage import data
-    from skimage.color import rgb2gray
-    from skimage.feature import Cascade
-    from skimage.transform import rescale
-
-    detector = Cascade(data.lbp_frontal_face_cascade_filename())
-    found, n, shape = {}, 0, {}
-    for n, img in enumerate(iter_frames(path)):
-        if n % detect_every:
-            continue
-        for p, part in _halves(img, layout).items():
-            shape[p] = part.shape[:2]
-            s = min(1.0, DETECT_WIDTH / part.shape[1])
-            gray = rgb2gray(part)
-            dets = detector.detect_multi_scale(img=rescale(gray, s) if s < 1 else gray, scale_factor=1.2, step_ratio=1,
-                                               min_size=(24, 24), max_size=(400, 400))
-            if dets:
-                d = max(dets, key=lambda d: d["width"] * d["height"])
-                found.setdefault(p, []).append((n, (d["c"] + d["width"] / 2) / s, (d["r"] + d["height"] / 2) / s, d["width"] / s))
-    T, boxes = n + 1, {}
-    for p, (h, w) in shape.items():
-        if p not in found:  # no face at all: a centred square
-            boxes[p] = np.tile([w / 2, h / 2, min(h, w) / (1 + 0.8)], (T, 1))
-            continue
-        f = np.array(found[p])
-        box = np.stack([np.interp(np.arange(T), f[:, 0], f[:, k]) for k in (1, 2, 3)], 1)
-        kernel = np.ones(13) / 13  # ~0.5 s moving average against detector jitter
-        boxes[p] = np.stack([np.convolve(np.pad(box[:, k], 6, mode="edge"), kernel, "valid") for k in range(3)], 1)
-    return boxes, T
-
-
-def crop(img: np.ndarray, box, pad_ratio: float, size: int) -> np.ndarray:
-    from PIL import Image
-
-    cx, cy, side = box
-    half = side * (1 + pad_ratio) / 2
-    a = Image.fromarray(img).crop((int(cx - half), int(cy - half * 1.05), int(cx + half), int(cy + half * 0.95)))
-    return np.asarray(a.resize((size, size), Image.BILINEAR))
-
-
-def ingest_conversation(conv: dict, tmp: Path, cfg: IngestConfig, vad_backend: str) -> dict:
+def ingest_conversation(conv: dict, src: Path, tmp: Path, cfg: IngestConfig, vad_backend: str, detector) -> dict:
     from data_prep import vad
 
     cid, layout = conv["conversation_id"], conv["layout"]
-    sources = conv["files"] if layout == "pair" else {"A": conv["files"]["AB"], "B": conv["files"]["AB"]}
-    tracks, audio_note = {}, "separated (one file per person)"
-    for p in ("A", "B"):
-        if layout == "pair" or p == "A":
-            boxes, T = track_face(sources[p], layout, cfg.detect_every)
-            frames = np.lib.format.open_memmap(tmp / f"frames/{cid}_{p}.npy", "w+", np.uint8, (T, cfg.size, cfg.size, 3))
-            other = np.lib.format.open_memmap(tmp / f"frames/{cid}_B.npy", "w+", np.uint8, (T, cfg.size, cfg.size, 3)) \
-                if layout == "side-by-side" else None
-            for k, img in enumerate(iter_frames(sources[p])):  # pass 2: crop
-                if k >= T:
-                    break
-                halves = _halves(img, layout)
-                frames[k] = crop(halves["A"], boxes["A"][k], cfg.pad_ratio, cfg.size)
-                if other is not None:
-                    other[k] = crop(halves["B"], boxes["B"][k], cfg.pad_ratio, cfg.size)
-            tracks[p] = T
-            if other is not None:
-                tracks["B"] = T
-            audio = read_audio(sources[p])
-            if layout == "side-by-side":
-                if audio.shape[0] == 1:
-                    audio_note = "mixed mono track used for both persons (not separated)"
-                per = {"A": audio[0], "B": audio[min(1, audio.shape[0] - 1)]}
-                if audio.shape[0] == 2:
-                    audio_note = "stereo: left channel = A, right channel = B"
-            else:
-                per = {p: audio.mean(0)}
-            for q, x in per.items():
-                wavfile.write(tmp / f"audio/{cid}_{q}.wav", SAMPLE_RATE, (np.clip(x, -1, 1) * 32767).astype(np.int16))
-    T = min(tracks.values())
+    extractor, _ = landmark_extractor() if cfg.params else (None, None)
+    # which file holds whom: pair -> one person per file, side-by-side -> both halves of one file
+    jobs = [(conv["files"][p], {p: "A"}) for p in "AB"] if layout == "pair" else [(conv["files"]["AB"], {"A": "A", "B": "B"})]
+    lengths, params, notes = {}, {}, []
+    for path, who in jobs:
+        boxes, T, n = track_face(path, layout, cfg.detect_every, detector)
+        notes += n
+        mm = {p: np.lib.format.open_memmap(tmp / f"frames/{cid}_{p}.npy", "w+", np.uint8, (T, cfg.size, cfg.size, 3))
+              for p in who}
+        raw = {p: [] for p in who}
+        batch = {p: [] for p in who}
+        for k, img in enumerate(iter_frames(path)):  # pass 2: crop (and measure the face)
+            if k >= T:
+                break
+            h = halves(img, layout)
+            for p, half in who.items():
+                mm[p][k] = crop(h[half], boxes[half][k], cfg.pad_ratio, cfg.size)
+                if extractor is not None:
+                    batch[p].append(crop(h[half], boxes[half][k], cfg.pad_ratio, PARAM_CROP))
+                    if len(batch[p]) == 100 or k == T - 1:
+                        raw[p].append(extractor(np.stack(batch[p])))
+                        batch[p] = []
+        for p in who:
+            mm[p].flush()
+            lengths[p] = T
+            rest = [extractor(np.stack(batch[p]))] if batch[p] else []
+            params[p], share = to_corpus_params(np.concatenate(raw[p] + rest)) if extractor is not None else \
+                (np.full((T, len(PARAM_COLUMNS)), np.nan, np.float32), None)
+            if share is not None and share < 0.5:
+                notes.append(f"{cid} person {p}: landmarks found in only {share:.0%} of frames (params NaN elsewhere)")
+    T = min(lengths.values())
+    if max(lengths.values()) - T > FPS:
+        notes.append(f"{cid}: the two videos differ by {(max(lengths.values()) - T) / FPS:.1f} s; cut to the shorter")
+    voices, audio_note, n = _person_audio(conv, src, params, vad_backend)
+    notes += n
     rows = {"clips": [], "segments": []}
     n_clips = max(1, int(round(T / (cfg.clip_seconds * FPS))))
     bounds = [T * k // n_clips for k in range(n_clips + 1)]
     for p in ("A", "B"):
-        np.save(tmp / f"params/{cid}_{p}.npy", np.full((T, len(PARAM_COLUMNS)), np.nan, np.float32))
-        _, x = wavfile.read(tmp / f"audio/{cid}_{p}.wav")
-        x = np.pad(x[: T * SAMPLES_PER_FRAME], (0, max(0, T * SAMPLES_PER_FRAME - len(x))))
-        wavfile.write(tmp / f"audio/{cid}_{p}.wav", SAMPLE_RATE, x)
-        hyp, _ = vad.detect(x.astype(np.float32) / 32768.0, f"{cid}_{p}", vad_backend)
+        np.save(tmp / f"params/{cid}_{p}.npy", params[p][:T].astype(np.float32))
+        x = voices[p][: T * SAMPLES_PER_FRAME]
+        if len(x) < T * SAMPLES_PER_FRAME - FPS * SAMPLES_PER_FRAME:
+            notes.append(f"{cid} person {p}: audio {len(x) / SAMPLE_RATE:.1f} s shorter than video {T / FPS:.1f} s; padded with silence")
+        x = np.pad(x, (0, max(0, T * SAMPLES_PER_FRAME - len(x))))
+        wavfile.write(tmp / f"audio/{cid}_{p}.wav", SAMPLE_RATE, (np.clip(x, -1, 1) * 32767).astype(np.int16))
+        hyp, _ = vad.detect(x.astype(np.float32), f"{cid}_{p}", vad_backend)
         rows["segments"] += [dict(conversation_id=cid, person=p, identity=f"{cid}_{p}", kind="speech",
                                   start=s.start, end=s.end) for s in hyp.get_timeline()]
         paths = {"frames_path": f"frames/{cid}_{p}.npy", "params_path": f"params/{cid}_{p}.npy",
@@ -223,7 +209,15 @@ def ingest_conversation(conv: dict, tmp: Path, cfg: IngestConfig, vad_backend: s
                                 audio=audio_note, video_path=f"video/{cid}.mp4" if cfg.mp4 else None,
                                 rttm_A=f"rttm/{cid}_A.rttm", rttm_B=f"rttm/{cid}_B.rttm",
                                 source=";".join(str(s) for s in conv["files"].values()))
+    rows["notes"] = notes
     return rows
+
+
+def _remove_partial(tmp: Path, cid: str) -> None:
+    for sub in ("frames", "params", "audio", "video"):
+        for f in (tmp / sub).glob(f"{cid}*"):
+            if f.stem in (cid, f"{cid}_A", f"{cid}_B"):
+                f.unlink()
 
 
 def ingest(src, out, cfg: IngestConfig = IngestConfig(), overwrite: bool = False, progress: bool = True) -> Path:
@@ -236,13 +230,36 @@ def ingest(src, out, cfg: IngestConfig = IngestConfig(), overwrite: bool = False
         raise FileExistsError(f"{out} already exists: pass --overwrite or choose another --out")
     convs = discover(src, cfg.layout)
     vad_backend = cfg.vad if cfg.vad != "auto" else ("silero" if silero_available() else "energy")
+    detector = FaceDetector({"auto": "auto", "dlib": "dlib", "skimage": "skimage-lbp"}[cfg.detector])
+    extractor, params_note = landmark_extractor() if cfg.params else (None, "face parameters disabled (params=False)")
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         for sub in ("frames", "params", "audio", "rttm", "video"):
             (tmp / sub).mkdir(parents=True)
-        results = [ingest_conversation(c, tmp, cfg, vad_backend) for c in tqdm(convs, desc="ingest", disable=not progress)]
+        results, curation = [], []
+        for c in tqdm(convs, desc="ingest", disable=not progress):
+            files = [str(f) for f in c["files"].values()]
+            try:
+                r = ingest_conversation(c, src, tmp, cfg, vad_backend, detector)
+            except Exception as err:  # noqa: BLE001 - one bad conversation never stops the batch
+                _remove_partial(tmp, c["conversation_id"])
+                msg = str(err) if isinstance(err, IngestError) else \
+                    f"{'; '.join(files)}: {type(err).__name__}: {err} (unexpected; check or remove these files)"
+                log.warning("skipped conversation %s: %s", c["conversation_id"], msg)
+                curation.append(dict(conversation_id=c["conversation_id"], files=files, status="skipped", problem=msg, notes=[]))
+                continue
+            results.append(r)
+            curation.append(dict(conversation_id=c["conversation_id"], files=files, status="ok", problem=None,
+                                 notes=r["notes"] + [f"audio: {r['conversation']['audio']}"]))
+            for note in r["notes"]:
+                log.info("%s: %s", c["conversation_id"], note)
+        if not results:
+            raise IngestError(f"none of the {len(convs)} conversations in {src} could be ingested:\n  "
+                              + "\n  ".join(x["problem"] for x in curation))
         conversations = pd.DataFrame([r["conversation"] for r in results])
-        manifest, segments = (pd.DataFrame([x for r in results for x in r[k]]) for k in ("clips", "segments"))
+        manifest = pd.DataFrame([x for r in results for x in r["clips"]])
+        segments = pd.DataFrame([x for r in results for x in r["segments"]],  # columns even when nobody spoke
+                                columns=["conversation_id", "person", "identity", "kind", "start", "end"])
         ident_file = src / "identities.csv"
         ident = pd.read_csv(ident_file) if ident_file.exists() else pd.DataFrame(
             [dict(conversation_id=c, person=p, identity=f"{c}_{p}") for c in conversations.conversation_id for p in "AB"])
@@ -260,10 +277,16 @@ def ingest(src, out, cfg: IngestConfig = IngestConfig(), overwrite: bool = False
                 _write_rttm(tmp / f"rttm/{c}_{p}.rttm", f"{c}_{p}", segments[(segments.conversation_id == c) & (segments.person == p)])
         meta = dict(format_version=1, generator="data_prep.ingest", source=str(src), config=asdict(cfg), fps=FPS,
                     sample_rate=SAMPLE_RATE, samples_per_frame=SAMPLES_PER_FRAME, size=cfg.size, voice_backend="real",
-                    voice_backend_description="recorded speech", vad_backend=vad_backend, params_source=None,
+                    voice_backend_description="recorded speech", vad_backend=vad_backend,
+                    params_source=PARAMS_SOURCE if extractor is not None else None, params_note=params_note or
+                    "dlib 68-landmark proxies mapped to jaw_open, smile, brow_raise, blink (eye opening), yaw, pitch, "
+                    "roll; gaze_x, gaze_y, laugh not measured (NaN); units are not the synthetic corpus's",
+                    face_detector=detector.backend,
                     param_columns=list(PARAM_COLUMNS), expression_columns=list(EXPRESSION_COLUMNS),
                     pose_columns=list(POSE_COLUMNS), n_conversations=len(conversations),
-                    n_clips=int(manifest.clip_id.nunique()), n_identities=int(manifest.identity.nunique()))
+                    n_clips=int(manifest.clip_id.nunique()), n_identities=int(manifest.identity.nunique()),
+                    n_skipped=sum(x["status"] == "skipped" for x in curation), curation=curation)
+        (tmp / "curation.json").write_text(json.dumps(curation, indent=2) + "\n")
         (tmp / "corpus.json").write_text(json.dumps(meta, indent=2) + "\n")
         if out.exists():
             trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
@@ -299,3 +322,30 @@ def _identity_disjoint_splits(manifest: pd.DataFrame, cfg: IngestConfig) -> list
     split_of_group = {groups[i]: ("val" if j < n_val else "test" if j < n_val + n_test else "train") for j, i in enumerate(order)}
     assert set(split_of_group.values()) <= set(SPLITS)
     return [split_of_group[root(c)] for c in convs]  # in the (sorted) order of the conversations table
+
+
+def pyannote_sample_vad(backend: str = "auto") -> dict:
+    """Score our VAD on real speech nobody here made: the two-speaker sample.wav + sample.rttm shipped in the
+    pyannote.audio wheel (found without importing pyannote.audio, whose import is slow). The reference is
+    the union of both speakers' RTTM turns; -> {"detection_error_rate", "miss_s", "false_alarm_s", "speech_s",
+    "backend", "duration_s"}."""
+    import importlib.util
+
+    from pyannote.core import Annotation, Segment
+
+    from data_prep import vad
+    from data_prep.ingest_media import read_wav
+
+    spec = importlib.util.find_spec("pyannote.audio")
+    if spec is None:
+        raise FileNotFoundError("pyannote.audio is not installed: its wheel carries the sample (pip install pyannote.audio)")
+    folder = Path(spec.submodule_search_locations[0]) / "sample"
+    audio, _ = read_wav(folder / "sample.wav")
+    ref = Annotation(uri="sample")
+    for i, line in enumerate((folder / "sample.rttm").read_text().splitlines()):
+        f = line.split()
+        if f and f[0] == "SPEAKER":
+            ref[Segment(float(f[3]), float(f[3]) + float(f[4])), i] = "speech"
+    hyp, used = vad.detect(audio, "sample", backend)
+    return dict(vad.detection_error_rate(ref, hyp, len(audio) / SAMPLE_RATE), backend=used,
+                duration_s=len(audio) / SAMPLE_RATE)
