@@ -11,7 +11,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from eval.reproduce import cli
+from afcore.cli import main as afsuite
 from eval.reproduce.compare import compare_runs
 from eval.reproduce.notebook import NotebookError
 from eval.reproduce.report import write_report
@@ -173,7 +173,7 @@ def test_resume_skips_unchanged_and_reruns_only_downstream_of_a_change(dag_run, 
 @pytest.fixture(scope="module")
 def two_runs(nbs, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    codes = [cli.main(["run", str(nbs["indep"]), "-p", "seed", "7", "-p", "offset", "0.5", "--out", str(root / name)])
+    codes = [afsuite(["run", str(nbs["indep"]), "-p", "seed", "7", "-p", "offset", "0.5", "--out", str(root / name)])
              for name in ("first", "second")]
     return root, codes
 
@@ -205,7 +205,7 @@ def test_unknown_parameter_and_bad_parameters_cell_are_refused(nbs, tmp_path):
     bad = write_notebook(tmp_path / "bad.ipynb", "import os\nseed = os.getpid()")
     with pytest.raises(NotebookError, match="line 1"):
         make_plan(bad, tmp_path / "y", profile="smoke")
-    assert cli.main(["run", str(nbs["indep"]), "-p", "sed", "1", "--out", str(tmp_path / "z")]) == 2
+    assert afsuite(["run", str(nbs["indep"]), "-p", "sed", "1", "--out", str(tmp_path / "z")]) == 2
 
 
 def test_sweep_two_by_two_with_two_workers_gathers_a_tidy_table(nbs, tmp_path):
@@ -238,8 +238,8 @@ def test_compare_reports_differences_beyond_tolerance_only(tmp_path, capsys):
     diffs, _ = compare_runs(a, far, rtol=1e-3, atol=0)
     assert {(d.stage, d.key) for d in diffs} == {("s1", "x"), ("s1", "deep.y[1]"), ("s2", "(no metrics.json)"),
                                                 ("s3", "(no metrics.json)")}
-    assert cli.main(["compare", str(a), str(near)]) == 0
-    assert cli.main(["compare", str(a), str(far)]) == 1
+    assert afsuite(["compare", str(a), str(near)]) == 0
+    assert afsuite(["compare", str(a), str(far)]) == 1
     assert "s1: x: 1 vs 1.1" in capsys.readouterr().out
 
 
