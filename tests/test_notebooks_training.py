@@ -118,8 +118,9 @@ def test_04_fine_tunes_with_both_losers_and_shows_the_table_and_video(chain):
     out, record = chain["04"]
     m = record["metrics"]
     assert (out / "checkpoint.pt").is_file() and (out / "before_after_dpo.mp4").stat().st_size > 5_000
-    assert set(m["dpo"]) == {"dpo_talking", "dpo_dropped", "dpo_talking_beta100"}
-    assert {"w/o m_u", "w/ m_u", "w/ m_u + DPO (talking)", "w/ m_u + DPO (dropped)"} <= set(m["scores"])
+    assert set(m["dpo"]) == {"dpo_talking", "dpo_dropped", "dpo_talking_beta100", "df_only_control"}
+    assert {"w/o m_u", "w/ m_u", "w/ m_u + DPO (talking)", "w/ m_u + DPO (dropped)",
+            "w/ m_u + L_DF only (control)"} <= set(m["scores"])
     rows = {r["method"] for r in m["table5_6"]}
     assert "w/ m_u, w/ DPO (Ours)" in rows and "ours: w/ m_u + DPO (talking)" in rows
     image = record["extractors"]["motion_params_image_path"]  # decode -> eval.extractors' face-parameter CNN
