@@ -20,6 +20,7 @@ bench: setup
 	$(VENV)/bin/afsuite bench stream --config paper --seconds 10 --json results/bench/stream_paper.json
 	$(VENV)/bin/afsuite bench latency --config tiny --profile full --threads 1 --json results/bench/latency_tiny.json
 	$(VENV)/bin/afsuite bench latency --config paper --profile compare --threads 1 --json results/bench/latency_paper.json
+	$(VENV)/bin/afsuite bench metrics --threads 1 --out results/bench/metrics_timing.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache

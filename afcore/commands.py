@@ -71,3 +71,5 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_bench_stream)
     from eval.latency_cli import add_bench_latency
     add_bench_latency(bench)
+    from eval.metrics_bench import add_bench_metrics
+    add_bench_metrics(bench)

@@ -1,11 +1,13 @@
-"""Atomic file writes and the provenance record every metrics.json carries."""
+"""Atomic file and folder writes, and the provenance record every metrics.json carries."""
 from __future__ import annotations
 
 import json
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
+import uuid
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -31,6 +33,32 @@ def atomic_path(path: str | os.PathLike):
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike, overwrite: bool = False,
+               hint: str = "pass overwrite=True or choose another path"):
+    """Yield a new hidden folder beside `path`; rename it onto `path` only if the block succeeds, so a failed or
+    interrupted build leaves nothing half-written. An existing `path` is an error (ending in `hint`) unless
+    `overwrite`, and is then swapped out only once the new folder is complete."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists: {hint}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if path.exists():  # rename(2) cannot replace a non-empty folder: move the old one aside first
+            trash = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(path, trash)
+            os.replace(tmp, path)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -222,20 +219,18 @@ def _remove_partial(tmp: Path, cid: str) -> None:
 
 def ingest(src, out, cfg: IngestConfig = IngestConfig(), overwrite: bool = False, progress: bool = True) -> Path:
     """Ingest every conversation under `src` into `out` (atomically, like the synthetic builder)."""
+    from afcore.io import atomic_dir
     from data_prep.synth.build import _write_rttm
     from data_prep.vad import silero_available
 
     cfg, src, out = cfg.validate(), Path(src), Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists: pass --overwrite or choose another --out")
-    convs = discover(src, cfg.layout)
-    vad_backend = cfg.vad if cfg.vad != "auto" else ("silero" if silero_available() else "energy")
-    detector = FaceDetector({"auto": "auto", "dlib": "dlib", "skimage": "skimage-lbp"}[cfg.detector])
-    extractor, params_note = landmark_extractor() if cfg.params else (None, "face parameters disabled (params=False)")
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
+    with atomic_dir(out, overwrite, hint="pass --overwrite or choose another --out") as tmp:
+        convs = discover(src, cfg.layout)
+        vad_backend = cfg.vad if cfg.vad != "auto" else ("silero" if silero_available() else "energy")
+        detector = FaceDetector({"auto": "auto", "dlib": "dlib", "skimage": "skimage-lbp"}[cfg.detector])
+        extractor, params_note = landmark_extractor() if cfg.params else (None, "face parameters disabled (params=False)")
         for sub in ("frames", "params", "audio", "rttm", "video"):
-            (tmp / sub).mkdir(parents=True)
+            (tmp / sub).mkdir()
         results, curation = [], []
         for c in tqdm(convs, desc="ingest", disable=not progress):
             files = [str(f) for f in c["files"].values()]
@@ -288,16 +283,6 @@ def ingest(src, out, cfg: IngestConfig = IngestConfig(), overwrite: bool = False
                     n_skipped=sum(x["status"] == "skipped" for x in curation), curation=curation)
         (tmp / "curation.json").write_text(json.dumps(curation, indent=2) + "\n")
         (tmp / "corpus.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if out.exists():
-            trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(out, trash)
-            os.replace(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

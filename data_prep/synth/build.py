@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
-import shutil
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -51,6 +49,7 @@ class SynthConfig:
     clip_seconds: float = 15.0
     split_fractions: tuple = (0.8, 0.1, 0.1)
     mp4: bool = True
+    reactivity: float | None = None  # None: drawn per identity, Beta(2.5, 2); 0..1: everyone's (e.g. 1.0 for the demo)
 
     def validate(self) -> SynthConfig:
         if not (self.hours * 3600 >= 12.0):
@@ -63,6 +62,8 @@ class SynthConfig:
             raise ValueError(f"--workers must be >= 1, got {self.workers}")
         if self.voice not in speech.BACKENDS:
             raise ValueError(f"--voice must be one of {speech.BACKENDS}, got {self.voice!r}")
+        if self.reactivity is not None and not 0.0 <= self.reactivity <= 1.0:
+            raise ValueError(f"--reactivity must be in [0, 1] (or unset), got {self.reactivity}")
         if self.clip_seconds < 2.0:
             raise ValueError(f"clip_seconds must be >= 2, got {self.clip_seconds}")
         return self
@@ -83,7 +84,8 @@ def plan_corpus(cfg: SynthConfig):
     for split in SPLITS:
         idx = [i for i, s in enumerate(splits) if s == split]
         n_ids = int(np.clip(round(2 * len(idx) / 3), 2, 64))  # each identity in ~3 conversations
-        pool = [sample_identity(f"id{len(identities) + k:03d}", split, np.random.default_rng([cfg.seed, 1, len(identities) + k]))
+        pool = [sample_identity(f"id{len(identities) + k:03d}", split, np.random.default_rng([cfg.seed, 1, len(identities) + k]),
+                                cfg.reactivity)
                 for k in range(n_ids)]
         identities += pool
         used = {p.identity_id: 0 for p in pool}
@@ -154,67 +156,56 @@ def _write_rttm(path: Path, uri: str, segments: pd.DataFrame) -> None:
 
 def build_corpus(out, cfg: SynthConfig = SynthConfig(), overwrite: bool = False, progress: bool = True) -> Path:
     """Generate the corpus into `out` (atomically). Returns the corpus folder."""
+    from afcore.io import atomic_dir  # lazy: afcore.io imports torch
+
     cfg, out = cfg.validate(), Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists: pass overwrite=True (--overwrite) or choose another --out")
-    t0 = time.time()
-    backend = speech.resolve_backend(cfg.voice)
-    conversations, identities = plan_corpus(cfg)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        for sub in ("frames", "params", "audio", "rttm", "video"):
-            (tmp / sub).mkdir(parents=True)
-        t_bank = time.time()
-        banks = speech.build_banks(identities, backend, cfg.seed, workers=max(1, min(cfg.workers, 4)))
-        t_bank = time.time() - t_bank
-        _STATE.update(config=cfg, tmp=tmp, identities={i.identity_id: i for i in identities}, banks=banks)
-        workers = min(cfg.workers, len(conversations), os.cpu_count() or 1)
-        bar = tqdm(total=len(conversations), desc=f"synth {cfg.hours:g} h", unit="conv", disable=not progress)
-        results = []
-        if workers == 1:
-            for conv in conversations:
-                results.append(make_conversation(conv))
-                bar.update()
-        else:
-            with mp.get_context("fork").Pool(workers) as pool:
-                for res in pool.imap_unordered(make_conversation, conversations):
-                    results.append(res)
+        with atomic_dir(out, overwrite, hint="pass overwrite=True (--overwrite) or choose another --out") as tmp:
+            t0 = time.time()
+            backend = speech.resolve_backend(cfg.voice)
+            conversations, identities = plan_corpus(cfg)
+            for sub in ("frames", "params", "audio", "rttm", "video"):
+                (tmp / sub).mkdir()
+            t_bank = time.time()
+            banks = speech.build_banks(identities, backend, cfg.seed, workers=max(1, min(cfg.workers, 4)))
+            t_bank = time.time() - t_bank
+            _STATE.update(config=cfg, tmp=tmp, identities={i.identity_id: i for i in identities}, banks=banks)
+            workers = min(cfg.workers, len(conversations), os.cpu_count() or 1)
+            bar = tqdm(total=len(conversations), desc=f"synth {cfg.hours:g} h", unit="conv", disable=not progress)
+            results = []
+            if workers == 1:
+                for conv in conversations:
+                    results.append(make_conversation(conv))
                     bar.update()
-        bar.close()
-        results.sort(key=lambda r: r["conversation"]["index"])
-        tables = {k: pd.DataFrame([row for r in results for row in r[k]]) for k in ("clips", "segments", "phrases", "events")}
-        tables["conversations"] = pd.DataFrame([r["conversation"] for r in results])
-        tables["identities"] = pd.DataFrame([i.to_record() for i in identities])
-        tables["manifest"] = tables.pop("clips").assign(seed=cfg.seed, voice_backend=backend, size=cfg.size)
-        for name, df in tables.items():
-            df.to_parquet(tmp / f"{name}.parquet", index=False)
-        for conv in conversations:
-            for p in "AB":
-                seg = tables["segments"]
-                _write_rttm(tmp / f"rttm/{conv['conversation_id']}_{p}.rttm", f"{conv['conversation_id']}_{p}",
-                            seg[(seg.conversation_id == conv["conversation_id"]) & (seg.person == p)])
-        meta = dict(format_version=FORMAT_VERSION, generator="data_prep.synth", config=asdict(cfg),
-                    voice_backend=backend, voice_backend_description=speech.backend_description(backend),
-                    fps=FPS, sample_rate=SAMPLE_RATE, samples_per_frame=SAMPLES_PER_FRAME, size=cfg.size,
-                    param_columns=list(PARAM_COLUMNS), expression_columns=list(EXPRESSION_COLUMNS),
-                    pose_columns=list(POSE_COLUMNS), reaction_rules=REACTION_RULES,
-                    n_conversations=len(conversations), n_clips=int(tables["manifest"].clip_id.nunique()),
-                    n_identities=len(identities),
-                    hours_per_split={s: round(float(tables["conversations"].query("split == @s").duration.sum()) / 3600, 4)
-                                     for s in SPLITS},
-                    build_seconds=dict(speech_bank=round(t_bank, 2), total=round(time.time() - t0, 2)))
-        (tmp / "corpus.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if out.exists():  # overwrite: swap the old corpus out only once the new one is complete
-            trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(out, trash)
-            os.replace(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            else:
+                with mp.get_context("fork").Pool(workers) as pool:
+                    for res in pool.imap_unordered(make_conversation, conversations):
+                        results.append(res)
+                        bar.update()
+            bar.close()
+            results.sort(key=lambda r: r["conversation"]["index"])
+            tables = {k: pd.DataFrame([row for r in results for row in r[k]]) for k in ("clips", "segments", "phrases", "events")}
+            tables["conversations"] = pd.DataFrame([r["conversation"] for r in results])
+            tables["identities"] = pd.DataFrame([i.to_record() for i in identities])
+            tables["manifest"] = tables.pop("clips").assign(seed=cfg.seed, voice_backend=backend, size=cfg.size)
+            for name, df in tables.items():
+                df.to_parquet(tmp / f"{name}.parquet", index=False)
+            for conv in conversations:
+                for p in "AB":
+                    seg = tables["segments"]
+                    _write_rttm(tmp / f"rttm/{conv['conversation_id']}_{p}.rttm", f"{conv['conversation_id']}_{p}",
+                                seg[(seg.conversation_id == conv["conversation_id"]) & (seg.person == p)])
+            meta = dict(format_version=FORMAT_VERSION, generator="data_prep.synth", config=asdict(cfg),
+                        voice_backend=backend, voice_backend_description=speech.backend_description(backend),
+                        fps=FPS, sample_rate=SAMPLE_RATE, samples_per_frame=SAMPLES_PER_FRAME, size=cfg.size,
+                        param_columns=list(PARAM_COLUMNS), expression_columns=list(EXPRESSION_COLUMNS),
+                        pose_columns=list(POSE_COLUMNS), reaction_rules=REACTION_RULES,
+                        n_conversations=len(conversations), n_clips=int(tables["manifest"].clip_id.nunique()),
+                        n_identities=len(identities),
+                        hours_per_split={s: round(float(tables["conversations"].query("split == @s").duration.sum()) / 3600, 4)
+                                         for s in SPLITS},
+                        build_seconds=dict(speech_bank=round(t_bank, 2), total=round(time.time() - t0, 2)))
+            (tmp / "corpus.json").write_text(json.dumps(meta, indent=2) + "\n")
     finally:
         _STATE.clear()
     return out

@@ -1,0 +1,523 @@
+"""`afsuite bench metrics`: how long every evaluation metric takes on 100 clips of 10 s (issue 4), as JSON.
+
+    afsuite bench metrics                               # 100 x 10 s -> results/bench/metrics_timing.json
+    afsuite bench metrics --quick --extractors untrained --out /tmp/m.json   # seconds (what the test runs)
+
+The clips are synthetic arrays of the shapes the metrics take, made with the corpus renderer (nothing is read
+from disk, so every machine times the same inputs):
+* motion: per clip (T, 10) corpus parameters (7 expression + 3 pose, what eval.scoring scores) for the user,
+  the ground-truth avatar (partly driven by the user) and a generated avatar (ground truth + smooth error),
+  and the same at the paper's 3DMM sizes (expression d = 50, pose d = 6);
+* REACT: predictions (N speakers, m = 10 samples, T, 25) with N * m = the clip count, the speakers' own
+  series, a listener pool of N reactions and 3 appropriate listeners per speaker;
+* video and audio: 64 px frames rendered from the ground-truth and the generated parameters (one random
+  identity per clip) and 16 kHz audio whose loudness follows the ground-truth jaw.
+Each metric runs once untimed on a 2-clip slice (warm-up), then on all clips; a run shorter than
+`cheap_seconds` is repeated and the median kept. Extractors come from `eval.extractors.registry` (real weights
+or embedded checkpoints); a missing embedded checkpoint is trained here with train_defaults' quick budgets
+into `extractors_dir` and its training time is recorded apart from the metric timings. `extractors="untrained"`
+uses the same architectures with random weights: the same inference cost, meaningless values (their names
+end in "-untrained"). Timings on a shared CPU are noisy: a benchmark, never a test assertion.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA = "afsuite.bench.metrics/1"
+FPS, SAMPLE_RATE, SIZE = 25, 16000, 64
+DEFAULT_OUT = "results/bench/metrics_timing.json"
+QUICK = {"clips": 4, "seconds": 3.0}  # FRSyn needs T >= 51 frames (lags +-49), hence 3 s, not 2
+REACT_SAMPLES, REACT_DIM, REACT_APPROPRIATE = 10, 25, 3
+PAPER_DIMS = {"Exp": 50, "Pose": 6}
+SID_K = {"Exp": 15, "Pose": 9}
+JITTER_BLOCK, JITTER_FIRST = 10, 50
+FVD_CLIP = 16
+EXTRACTOR_METRICS = ("face_params", "lipsync", "fid", "fvd", "csim", "lpips")
+# registry.train_defaults' budgets (quick: the tests' sizes, ~2 min on one core; full: 15-25 min)
+TRAIN_STEPS = {"quick": {"face_params": 300, "lipsync": 120, "csim": 100, "fid": 80, "fvd": 80},
+               "full": {"face_params": 2000, "lipsync": 1500, "csim": 600, "fid": 600, "fvd": 600}}
+DEFAULT_EXTRACTORS_DIR = "data/extractors_bench"  # not $AF_EXTRACTORS_DIR: quick-budget models stay apart
+
+
+# ---------------------------------------------------------------------------- inputs
+
+def _smooth(rng, t: int, d: int, sigma: float = 4.0) -> np.ndarray:
+    """(t, d) Gaussian-smoothed white noise, unit variance per column."""
+    from scipy.ndimage import gaussian_filter1d
+    x = gaussian_filter1d(rng.standard_normal((t + 8 * int(sigma), d)), sigma, axis=0)[4 * int(sigma):][:t]
+    return (x - x.mean(0)) / (x.std(0) + 1e-9)
+
+
+def _to_corpus_params(z: np.ndarray) -> np.ndarray:
+    """Unit-variance series (T, 10) -> corpus parameter ranges in PARAM_COLUMNS order."""
+    from data_prep.schema import EXPRESSION_COLUMNS, POSE_LIMITS
+    out = np.empty_like(z, dtype=np.float32)
+    for j, name in enumerate(EXPRESSION_COLUMNS):
+        out[:, j] = np.tanh(0.6 * z[:, j]) if name.startswith("gaze") else 1 / (1 + np.exp(-1.5 * z[:, j] + 1.0))
+    for j, lim in enumerate(POSE_LIMITS.values(), start=len(EXPRESSION_COLUMNS)):
+        out[:, j] = lim * np.tanh(0.5 * z[:, j])
+    return out
+
+
+def _triplet(rng, t: int, d: int):
+    """user, ground truth (0.6 x the user 8 frames later + its own motion) and generated (ground truth +
+    smooth error), each (t, d) unit-scale."""
+    user = _smooth(rng, t, d)
+    gt = 0.6 * np.roll(user, 8, axis=0) + 0.8 * _smooth(rng, t, d)
+    gen = gt + 0.5 * _smooth(rng, t, d, sigma=2.0)
+    return user, gt, gen
+
+
+def _audio(rng, jaw: np.ndarray) -> np.ndarray:
+    """16 kHz float32 in [-1, 1]: a voiced buzz plus noise whose loudness follows the jaw, frame by frame."""
+    n = len(jaw) * (SAMPLE_RATE // FPS)
+    env = np.interp(np.arange(n) / (SAMPLE_RATE / FPS), np.arange(len(jaw)), jaw)
+    f0 = 120 + 40 * _smooth(rng, n // 800 + 2, 1)[:, 0]
+    phase = 2 * np.pi * np.cumsum(np.interp(np.arange(n), np.linspace(0, n, len(f0)), f0)) / SAMPLE_RATE
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 6))
+    return (0.3 * env * (0.7 * voiced + 0.3 * rng.standard_normal(n))).clip(-1, 1).astype(np.float32)
+
+
+def build_inputs(clips: int, seconds: float, *, seed: int = 0, progress: bool = True) -> dict:
+    """Every input of every timed metric, for `clips` clips of `seconds` s (see the module docstring)."""
+    from tqdm.auto import tqdm
+
+    from data_prep.schema import EXPRESSION_SLICE, PARAM_COLUMNS, POSE_SLICE
+    from data_prep.synth.identity import sample_appearance
+    from data_prep.synth.render import FaceRenderer
+
+    t = int(round(seconds * FPS))
+    if clips < 2 or t < 2:
+        raise ValueError(f"need at least 2 clips of 2 frames; got {clips} clips of {t} frames")
+    rng = np.random.default_rng([seed, 4004])
+    d = len(PARAM_COLUMNS)
+    users, gts, gens = [], [], []
+    frames_gt = np.empty((clips, t, SIZE, SIZE, 3), np.uint8)
+    frames_gen = np.empty_like(frames_gt)
+    audio = np.empty((clips, t * (SAMPLE_RATE // FPS)), np.float32)
+    jaw = PARAM_COLUMNS.index("jaw_open")
+    for i in tqdm(range(clips), desc="render clips", unit="clip", disable=not progress):
+        u, g, x = (_to_corpus_params(a) for a in _triplet(rng, t, d))
+        users.append(u), gts.append(g), gens.append(x)
+        look = sample_appearance(rng, "f" if rng.random() < 0.5 else "m")
+        renderer = FaceRenderer(look, SIZE)
+        frames_gt[i], frames_gen[i] = renderer.render(g), renderer.render(x)
+        audio[i] = _audio(rng, g[:, jaw])
+    motion = {"Exp": {}, "Pose": {}}
+    for part, cols in (("Exp", EXPRESSION_SLICE), ("Pose", POSE_SLICE)):
+        for key, clips_ in (("generated", gens), ("user", users), ("ground_truth", gts)):
+            motion[part][key] = [c[:, cols] for c in clips_]
+    paper = {part: dict(zip(("user", "ground_truth", "generated"),
+                            map(list, zip(*(_triplet(rng, t, dim) for _ in range(clips))))))
+             for part, dim in PAPER_DIMS.items()}
+
+    m = REACT_SAMPLES if clips >= 2 * REACT_SAMPLES else 2
+    n_speakers = clips // m
+    if n_speakers < 2:
+        raise ValueError(f"REACT needs >= 2 speakers x 2 samples: at least 4 clips (got {clips})")
+
+    def react_series():  # 15 AU occurrences (0/1), valence + arousal in [-1, 1], 8 expression probabilities
+        z = _smooth(rng, t, REACT_DIM)
+        au = (z[:, :15] > 0.8).astype(np.float64)
+        va = np.tanh(0.5 * z[:, 15:17])
+        e = np.exp(z[:, 17:])
+        return np.concatenate([au, va, e / e.sum(1, keepdims=True)], 1)
+
+    speaker = np.stack([react_series() for _ in range(n_speakers)])
+    listener = np.stack([react_series() for _ in range(n_speakers)])
+    predictions = np.stack([np.stack([0.5 * listener[k] + 0.5 * react_series() for _ in range(m)])
+                            for k in range(n_speakers)])
+    appropriate = np.zeros((n_speakers, n_speakers), bool)
+    for k in range(n_speakers):
+        appropriate[k, [(k + j) % n_speakers for j in range(min(REACT_APPROPRIATE, n_speakers))]] = True
+
+    n_win = t // FVD_CLIP
+    return {
+        "clips": clips, "seconds": seconds, "frames_per_clip": t,
+        "motion": motion, "paper": paper, "generated_params": gens,
+        "react": {"predictions": predictions, "speaker": speaker, "listener": listener, "appropriate": appropriate},
+        "frames_gt": frames_gt, "frames_gen": frames_gen, "audio": audio,
+        "reference": frames_gt[:, 0].copy(),  # CSIM: the clip's first ground-truth frame vs the generated ones
+        "videos_gt": frames_gt[:, :n_win * FVD_CLIP].reshape(clips * n_win, FVD_CLIP, SIZE, SIZE, 3),
+        "videos_gen": frames_gen[:, :n_win * FVD_CLIP].reshape(clips * n_win, FVD_CLIP, SIZE, SIZE, 3),
+        "layout": {
+            "motion": f"{clips} clips x (T={t}, 10) corpus params (Exp = 7 cols, Pose = 3 cols) for generated, "
+                      "user and ground truth",
+            "motion_paper_dims": f"{clips} clips x (T={t}, d) with d = {PAPER_DIMS} (smooth Gaussian series)",
+            "react": {"predictions": list(predictions.shape), "speaker": list(speaker.shape),
+                      "listener": list(listener.shape), "appropriate_per_speaker": min(REACT_APPROPRIATE, n_speakers),
+                      "clips_scored": n_speakers * m},
+            "frames": f"{clips} x {t} frames of {SIZE} px per side (generated and ground truth, one identity per clip)",
+            "audio": f"{clips} x {t * (SAMPLE_RATE // FPS)} samples at {SAMPLE_RATE} Hz",
+            "fvd_clips": f"{clips * n_win} non-overlapping {FVD_CLIP}-frame windows per side ({n_win} per clip)",
+            "fid_frames": f"all {clips * t} frames per side",
+        },
+    }
+
+
+def slice_inputs(data: dict, n: int) -> dict:
+    """The first `n` clips (views; REACT: the first 2 speakers x 2 samples), for the untimed warm-up."""
+    c, t = data["clips"], data["frames_per_clip"]
+    n_win = len(data["videos_gt"]) // c
+    r = data["react"]
+    return {**data, "clips": n,
+            "motion": {p: {k: v[:n] for k, v in d.items()} for p, d in data["motion"].items()},
+            "paper": {p: {k: v[:n] for k, v in d.items()} for p, d in data["paper"].items()},
+            "generated_params": data["generated_params"][:n],
+            "react": {"predictions": r["predictions"][:2, :2], "speaker": r["speaker"][:2], "listener": r["listener"],
+                      "appropriate": r["appropriate"][:2]},
+            "frames_gt": data["frames_gt"][:n], "frames_gen": data["frames_gen"][:n], "audio": data["audio"][:n],
+            "reference": data["reference"][:n], "videos_gt": data["videos_gt"][:n * n_win],
+            "videos_gen": data["videos_gen"][:n * n_win], "frames_per_clip": t}
+
+
+# ---------------------------------------------------------------------------- extractors
+
+def _untrained(metric: str):
+    """The embedded architecture with its train_* defaults and random weights (BatchNorm at init stats)."""
+    import torch
+
+    from eval.extractors.common import make_card
+    torch.manual_seed(0)
+    note = "random initialisation: the trained model's architecture and inference cost; its values mean nothing"
+    if metric == "face_params":
+        from eval.extractors.facecnn import NAME, FaceParamCNN, FaceParamExtractor
+        return FaceParamExtractor(FaceParamCNN(32), make_card(f"{NAME}-untrained", "embedded", notes=note), {"width": 32})
+    if metric == "lipsync":
+        from eval.extractors.syncnet_embedded import NAME, EmbeddedSyncNet, SyncNetSmall
+        return EmbeddedSyncNet(SyncNetSmall(64, 32), make_card(f"{NAME}-untrained", "embedded", notes=note),
+                               {"dim": 64, "width": 32})
+    if metric == "csim":
+        from eval.extractors.identity import NAME, EmbeddedIdentity, IdentityNet
+        return EmbeddedIdentity(IdentityNet(64, 24, 1), make_card(f"{NAME}-untrained", "embedded", notes=note),
+                                {"dim": 64, "width": 24, "n_classes": 1})
+    from eval.extractors.videofeat import CLIP_NAME, FRAME_NAME, ClipEncoder, EmbeddedFeature, FrameEncoder
+    if metric == "fid":
+        return EmbeddedFeature(FrameEncoder(24, 128), make_card(f"{FRAME_NAME}-untrained", "embedded", notes=note),
+                               {"width": 24, "dim": 128}).feature
+    if metric == "fvd":
+        return EmbeddedFeature(ClipEncoder(16, 128), make_card(f"{CLIP_NAME}-untrained", "embedded", notes=note),
+                               {"width": 16, "dim": 128}).feature
+    raise ValueError(f"no untrained stand-in for {metric!r}")
+
+
+def _train(metric: str, corpus, budget: str, threads: int):
+    from eval.extractors.facecnn import train_facecnn
+    from eval.extractors.identity import train_identity_encoder
+    from eval.extractors.syncnet_embedded import train_syncnet
+    from eval.extractors.videofeat import train_clip_encoder, train_frame_encoder
+    steps = TRAIN_STEPS[budget][metric]
+    if metric == "face_params":
+        return train_facecnn(corpus, n_identities=96, frames_per_identity=40, steps=steps, threads=threads)
+    if metric == "lipsync":
+        return train_syncnet(corpus, steps=steps, threads=threads)
+    if metric == "csim":
+        return train_identity_encoder(steps=steps, threads=threads)
+    if metric == "fid":
+        return train_frame_encoder(steps=steps, threads=threads)
+    return train_clip_encoder(corpus, steps=steps, threads=threads)
+
+
+def _find_corpus(corpus_dir, cache: Path, threads: int, progress: bool) -> tuple:
+    """(Corpus, record): the given folder, else the repo's data/corpus_quick or corpus_smoke, else a small
+    corpus built once into `cache` (its build time recorded)."""
+    from data_prep.corpus import Corpus
+    from eval.extractors.common import REPO
+    candidates = [Path(corpus_dir)] if corpus_dir else [REPO / "data" / "corpus_quick", REPO / "data" / "corpus_smoke",
+                                                        cache / "corpus"]
+    for c in candidates:
+        if (c / "corpus.json").is_file():
+            return Corpus(c), {"path": str(c), "built_here": False}
+    if corpus_dir:
+        raise FileNotFoundError(f"no corpus at {corpus_dir} (corpus.json missing)")
+    from data_prep.synth.build import SynthConfig, build_corpus
+    t0 = time.perf_counter()
+    out = build_corpus(cache / "corpus", SynthConfig(hours=0.03, seed=3, workers=max(1, threads), mp4=False),
+                       progress=progress)
+    return Corpus(out), {"path": str(out), "built_here": True, "build_s": round(time.perf_counter() - t0, 2)}
+
+
+def get_extractors(mode: str = "auto", *, extractors_dir=DEFAULT_EXTRACTORS_DIR, corpus_dir=None,
+                   train_budget: str = "quick", threads: int = 1, progress: bool = True) -> tuple[dict, dict]:
+    """{metric: extractor} and {metric: record (name, card, load_s, how it was obtained, training_s)}.
+
+    mode "auto": registry.resolve (real weights, else the embedded checkpoint in $AF_EXTRACTORS_DIR), else a
+    checkpoint in `extractors_dir`, else train one there now (timed separately). "untrained": random weights."""
+    from eval.extractors.common import MissingWeightsError, card_summary
+    from eval.extractors.registry import plan, resolve
+    if mode not in ("auto", "untrained"):
+        raise ValueError(f"extractors must be 'auto' or 'untrained'; got {mode!r}")
+    cache = Path(extractors_dir)
+    objs, records, corpus = {}, {}, None
+    for metric in EXTRACTOR_METRICS:
+        rec, t0 = {}, time.perf_counter()
+        if mode == "untrained" and metric != "lpips":  # LPIPS always has its real AlexNet weights
+            objs[metric], rec["obtained"] = _untrained(metric), "untrained (random weights; timing only)"
+        else:
+            try:
+                objs[metric] = resolve(metric)
+                rec["obtained"] = f"registry.resolve: {plan(metric)['reason']}"
+            except MissingWeightsError as e:
+                path = cache / f"{metric}.pt"
+                rec["registry_said"] = str(e).split(". Make one")[0]
+                if not path.is_file():
+                    if corpus is None and metric in ("face_params", "lipsync", "fvd"):
+                        corpus, rec["corpus"] = _find_corpus(corpus_dir, cache, threads, progress)
+                    print(f"training the embedded {metric} extractor ({train_budget} budget) into {path} ...",
+                          file=sys.stderr, flush=True)
+                    t_train = time.perf_counter()
+                    _train(metric, corpus, train_budget, threads).save(path)
+                    rec.update(training_s=round(time.perf_counter() - t_train, 2), training_budget=train_budget,
+                               training_steps=TRAIN_STEPS[train_budget][metric])
+                    rec["obtained"] = f"trained here ({train_budget} budget of registry.train_defaults)"
+                else:
+                    rec["obtained"] = f"checkpoint cached by an earlier bench run ({path})"
+                    rec["cached_training_fit_s"] = None  # filled from the card below (fit loop only)
+                t0 = time.perf_counter()  # load time excludes training
+                objs[metric] = resolve(metric, embedded={metric: path})
+        card = objs[metric].card
+        if "cached_training_fit_s" in rec:
+            rec["cached_training_fit_s"] = (card.get("training") or {}).get("seconds")
+        rec.update(name=card["name"], summary=card_summary(card), card=card,
+                   load_s=round(time.perf_counter() - t0, 3))
+        records[metric] = rec
+    return objs, records
+
+
+# ---------------------------------------------------------------------------- the timed metrics
+
+def metric_specs(ex: dict) -> list[dict]:
+    """[{name, group, extractor, fn(data) -> value, clips(data) -> clips scored, inputs}] for every metric."""
+    from eval import metrics as M
+    from eval import react as R
+    from eval.extractors.identity import csim
+    from eval.extractors.quality import fid, fvd
+
+    specs = []
+
+    def add(name, group, fn, inputs, extractor=None, clips=lambda d: d["clips"]):
+        specs.append({"name": name, "group": group, "fn": fn, "inputs": inputs, "extractor": extractor, "clips": clips})
+
+    for src, label, dims in (("motion", "motion (corpus params)", {"Exp": 7, "Pose": 3}),
+                             ("paper", "motion (paper 3DMM sizes)", PAPER_DIMS)):
+        for part in ("Exp", "Pose"):
+            tag = f"{part} (d={dims[part]})"
+            def get(d, key, src=src, part=part):
+                return d[src][part][key]
+            add(f"rPCC-{tag}", label, lambda d, g=get: M.rpcc(g(d, "generated"), g(d, "user"), g(d, "ground_truth")),
+                "generated, user, ground truth; pooled")
+            add(f"SID-{tag}", label, lambda d, g=get, k=SID_K[part]: M.sid(g(d, "generated"), g(d, "ground_truth"), k),
+                f"K-means k={SID_K[part]}, n_init=10 on ground-truth frames; pooled")
+            add(f"Var-{tag}", label, lambda d, g=get: M.variance(g(d, "generated")), "generated; pooled")
+            add(f"FD-{tag}", label, lambda d, g=get: M.frechet_distance(g(d, "generated"), g(d, "ground_truth")),
+                "generated vs ground truth; pooled")
+            add(f"P-FD-{tag}", label, lambda d, g=get: M.paired_frechet_distance(
+                g(d, "generated"), g(d, "ground_truth"), g(d, "user")), "[user, generated] vs [user, ground truth]")
+    add("jitter (d=10)", "motion (corpus params)",
+        lambda d: M.jitter(d["generated_params"], JITTER_BLOCK, first_block=JITTER_FIRST),
+        f"generated (T, 10); blocks of {JITTER_BLOCK} after a first block of {JITTER_FIRST}")
+
+    react_clips = lambda d: int(np.prod(d["react"]["predictions"].shape[:2]))  # noqa: E731
+    r = lambda d: d["react"]  # noqa: E731
+    for name, fn, inputs in (
+            ("FRCorr", lambda d: R.frcorr(r(d)["predictions"], r(d)["listener"], r(d)["appropriate"]),
+             "CCC vs appropriate listeners"),
+            ("FRDist", lambda d: R.frdist(r(d)["predictions"], r(d)["listener"], r(d)["appropriate"]),
+             "weighted DTW (3 slices) vs appropriate listeners"),
+            ("FRDiv", lambda d: R.frdiv(r(d)["predictions"]), "across the m samples"),
+            ("FRVar", lambda d: R.frvar(r(d)["predictions"]), "over time"),
+            ("FRDvs", lambda d: R.frdvs(r(d)["predictions"]), "across speakers"),
+            ("FRSyn", lambda d: R.frsyn(r(d)["predictions"], r(d)["speaker"]), "TLCC, lags +-49 frames")):
+        add(name, "REACT (D=25)", fn, inputs, clips=react_clips)
+
+    def flat(a):
+        return a.reshape(-1, *a.shape[2:])
+
+    def face_params(d):
+        p = ex["face_params"](flat(d["frames_gen"]))
+        return {"frames": len(p), "mean_abs_param": float(np.abs(p).mean())}
+
+    def lse(d):
+        res = [ex["lipsync"](d["frames_gen"][i], d["audio"][i]) for i in range(d["clips"])]
+        return {"lse_d": float(np.mean([x["lse_d"] for x in res])), "lse_c": float(np.mean([x["lse_c"] for x in res]))}
+
+    def csim_all(d):
+        return float(np.mean([csim(d["reference"][i], d["frames_gen"][i], ex["csim"])["csim"] for i in range(d["clips"])]))
+
+    add("face params (extraction)", "video", face_params, "all generated frames -> (N, 10) params",
+        "face_params")
+    add("LSE-D / LSE-C", "video + audio", lse, "per clip: 5-frame mouth windows vs MFCC windows, offsets +-15",
+        "lipsync")
+    add("FID", "video", lambda d: fid(flat(d["frames_gt"]), flat(d["frames_gen"]), ex["fid"])["fid"],
+        "all ground-truth frames vs all generated frames (features + Frechet)", "fid")
+    add("FVD", "video", lambda d: fvd(d["videos_gt"], d["videos_gen"], ex["fvd"])["fvd"],
+        f"non-overlapping {FVD_CLIP}-frame windows, ground truth vs generated", "fvd")
+    add("CSIM", "video", csim_all, "per clip: first ground-truth frame vs every generated frame", "csim")
+    add("LPIPS", "video", lambda d: float(ex["lpips"](flat(d["frames_gen"]), flat(d["frames_gt"])).mean()),
+        "every generated frame vs its ground-truth frame (AlexNet)", "lpips")
+    return specs
+
+
+def _clean(value):
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    v = float(value)
+    return v if math.isfinite(v) else str(v)
+
+
+def time_metric(fn, data, *, repeats: int, cheap_seconds: float) -> tuple:
+    """(value, wall runs, cpu runs): one run, plus repeats - 1 more when the first was cheap."""
+    walls, cpus, value = [], [], None
+    while True:
+        c0, t0 = time.process_time(), time.perf_counter()
+        value = fn(data)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+        if len(walls) >= repeats or walls[0] >= cheap_seconds:
+            return value, walls, cpus
+
+
+def bench_metrics(clips: int = 100, seconds: float = 10.0, *, threads: int = 1, repeats: int = 3,
+                  cheap_seconds: float = 10.0, seed: int = 0, extractors: str = "auto",
+                  extractors_dir=DEFAULT_EXTRACTORS_DIR, corpus_dir=None, train_budget: str = "quick",
+                  only: list[str] | None = None, progress: bool = True) -> dict:
+    """Time every metric on `clips` clips of `seconds` s; returns the JSON-ready result (see the module doc)."""
+    import resource
+
+    import torch
+    from threadpoolctl import threadpool_limits
+    from tqdm.auto import tqdm
+
+    from afcore.io import provenance
+
+    started, load0 = time.perf_counter(), os.getloadavg()
+    torch.set_num_threads(threads)
+    with threadpool_limits(limits=threads):  # numpy / scipy / sklearn BLAS and OpenMP pools too
+        t0 = time.perf_counter()
+        ex, ex_records = get_extractors(extractors, extractors_dir=extractors_dir, corpus_dir=corpus_dir,
+                                        train_budget=train_budget, threads=threads, progress=progress)
+        extractors_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        data = build_inputs(clips, seconds, seed=seed, progress=progress)
+        inputs_s = time.perf_counter() - t0
+        small = slice_inputs(data, 2)
+        load_metrics = os.getloadavg()
+        specs = metric_specs(ex)
+        if only:
+            unknown = set(only) - {s["name"] for s in specs}
+            if unknown:
+                raise ValueError(f"unknown metrics {sorted(unknown)}; known: {[s['name'] for s in specs]}")
+            specs = [s for s in specs if s["name"] in only]
+        rows = {}
+        bar = tqdm(specs, desc="metrics", unit="metric", disable=not progress)
+        for s in bar:
+            bar.set_postfix_str(s["name"])
+            s["fn"](small)  # warm-up (allocations, lazy imports, first-call paths), untimed
+            value, walls, cpus = time_metric(s["fn"], data, repeats=repeats, cheap_seconds=cheap_seconds)
+            n = s["clips"](data)
+            total = float(np.median(walls))
+            rows[s["name"]] = {
+                "group": s["group"], "inputs": s["inputs"], "clips": n, "total_s": total,
+                "per_clip_ms": 1000 * total / n, "cpu_s": float(np.median(cpus)), "runs_s": walls,
+                "timing": f"median of {len(walls)} runs" if len(walls) > 1 else "1 run (not repeated: not cheap)",
+                "extractor": ex_records[s["extractor"]]["name"] if s["extractor"] else None,
+                "value": _clean(value)}
+    training = {m: {k: r[k] for k in ("training_s", "training_budget", "training_steps", "corpus") if k in r}
+                for m, r in ex_records.items() if "training_s" in r}
+    return {
+        "schema": SCHEMA,
+        "settings": {"clips": clips, "seconds": seconds, "fps": FPS, "frames_per_clip": data["frames_per_clip"],
+                     "sample_rate": SAMPLE_RATE, "image_size": SIZE, "threads": threads, "repeats": repeats,
+                     "cheap_seconds": cheap_seconds, "seed": seed, "extractors": extractors,
+                     "train_budget": train_budget, "warmup": "each metric once on the first 2 clips, untimed"},
+        "inputs": {"layout": data["layout"], "build_s": inputs_s,
+                   "how": "synthetic: smooth random parameter series rendered by data_prep.synth's FaceRenderer, "
+                          "jaw-driven buzz audio, synthetic REACT attributes (eval/metrics_bench.py)"},
+        "metrics": rows,
+        "extractors": ex_records,
+        "extractor_setup_s": extractors_s,
+        "extractor_training": training or None,
+        "extractor_training_note": ("embedded extractors trained in this run; their training time is NOT part of any "
+                                    "metric timing" if training else "no extractor was trained in this run"),
+        "machine": {"cpu_count": os.cpu_count(), "affinity_cpus": len(os.sched_getaffinity(0)),
+                    "torch_threads": torch.get_num_threads(), "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS"),
+                    "nice": os.nice(0), "loadavg_start": load0, "loadavg_metrics_start": load_metrics,
+                    "loadavg_end": os.getloadavg(),
+                    "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024},
+        "wall_time_s": time.perf_counter() - started,
+        "provenance": provenance(),
+    }
+
+
+def summary_text(result: dict) -> str:
+    s = result["settings"]
+    lines = [f"{s['clips']} clips x {s['seconds']:g} s, {s['threads']} thread(s); "
+             f"load {result['machine']['loadavg_start'][0]:.2f} -> {result['machine']['loadavg_end'][0]:.2f}",
+             f"{'metric':32s} {'total s':>10s} {'per clip ms':>12s}  timing / extractor"]
+    for name, r in result["metrics"].items():
+        lines.append(f"{name:32s} {r['total_s']:10.3f} {r['per_clip_ms']:12.2f}  {r['timing']}"
+                     + (f"; {r['extractor']}" if r["extractor"] else ""))
+    for m, t in (result["extractor_training"] or {}).items():
+        lines.append(f"(trained {m} extractor first: {t['training_s']:.1f} s, not counted above)")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- command line
+
+def add_bench_metrics(bench_subparsers) -> argparse.ArgumentParser:
+    p = bench_subparsers.add_parser("metrics", help="time every evaluation metric on 100 clips of 10 s "
+                                                    "(motion, REACT, LSE, FID, FVD, CSIM, LPIPS)")
+    p.add_argument("--clips", type=int, help="number of clips (default 100; --quick: 4)")
+    p.add_argument("--seconds", type=float, help="clip length in seconds at 25 fps (default 10; --quick: 3)")
+    p.add_argument("--quick", action="store_true", help="4 clips of 3 s (seconds; what the test runs)")
+    p.add_argument("--threads", type=int, default=1, help="torch and BLAS threads")
+    p.add_argument("--repeats", type=int, default=3, help="runs per cheap metric (the median is kept)")
+    p.add_argument("--cheap-seconds", type=float, default=10.0, help="a first run shorter than this is repeated")
+    p.add_argument("--extractors", default="auto", choices=["auto", "untrained"],
+                   help="auto: configured weights, else embedded checkpoints, else train them first (timed "
+                        "apart); untrained: random weights of the same architectures (timing only)")
+    p.add_argument("--extractors-dir", default=DEFAULT_EXTRACTORS_DIR,
+                   help="where embedded extractors trained by this bench are kept")
+    p.add_argument("--train-budget", default="quick", choices=sorted(TRAIN_STEPS),
+                   help="steps for extractors trained here (registry.train_defaults' quick or full budgets)")
+    p.add_argument("--corpus", help="corpus for training extractors (default data/corpus_quick or corpus_smoke)")
+    p.add_argument("--only", help="comma-separated metric names (default: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_bench_metrics)
+    return p
+
+
+def cmd_bench_metrics(args) -> int:
+    from afcore.io import write_json
+    clips = args.clips or (QUICK["clips"] if args.quick else 100)
+    seconds = args.seconds or (QUICK["seconds"] if args.quick else 10.0)
+    result = bench_metrics(clips, seconds, threads=args.threads, repeats=args.repeats, cheap_seconds=args.cheap_seconds,
+                           seed=args.seed, extractors=args.extractors, extractors_dir=args.extractors_dir,
+                           corpus_dir=args.corpus, train_budget=args.train_budget,
+                           only=[x.strip() for x in args.only.split(",")] if args.only else None,
+                           progress=not args.quiet)
+    result["settings"]["quick"] = bool(args.quick)
+    print(summary_text(result))
+    print(f"wrote {write_json(args.out, result)}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval.metrics_bench")
+    sub = parser.add_subparsers(dest="bench", required=True)
+    add_bench_metrics(sub)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
