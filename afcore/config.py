@@ -32,6 +32,10 @@ class ModelConfig:
     cond_heads: int = 4  # hard-coded to 4 in the official code
     conditioner: str = "dual"  # dual motion encoder; "guider": INFP*-style audio-only memory banks; "avatar_only"
     guider_bank: int = 64  # INFP* motion-guider memory entries per bank (paper App. D.3)
+    # None = official: the dual encoder's attention has no mask and no positions, so inside a window it
+    # cannot tell when the user moved (with silent avatar audio every query is the same: a window average).
+    # k: frame i of the dual encoder reads user frames i-k .. i+k only (see afcore/README.md).
+    cond_band: int | None = None
     audio_encoder: str = "mel"  # "mel": embedded, streams; "wav2vec2": transformers model from a local folder
     wav2vec2_dir: str | None = None
     n_mels: int = 80

@@ -11,7 +11,7 @@ def _synth(args) -> int:
     from data_prep.synth.build import SynthConfig, build_corpus
 
     cfg = SynthConfig(hours=args.hours, seed=args.seed, size=args.size, workers=args.workers, voice=args.voice,
-                      clip_seconds=args.clip_seconds, mp4=not args.no_mp4)
+                      clip_seconds=args.clip_seconds, mp4=not args.no_mp4, reactivity=args.reactivity)
     t0 = time.time()
     try:
         out = build_corpus(args.out, cfg, overwrite=args.overwrite, progress=not args.quiet)
@@ -66,6 +66,8 @@ def register(subparsers) -> None:
     p.add_argument("--voice", default="auto", choices=("auto", "espeak", "formant"),
                    help="speech backend: espeak-ng if installed (auto), or the built-in formant voice")
     p.add_argument("--clip-seconds", type=float, default=15.0, help="conversations are split into clips of ~this length")
+    p.add_argument("--reactivity", type=float, default=None,
+                   help="give every identity this reactivity in [0, 1] (default: drawn per identity)")
     p.add_argument("--no-mp4", action="store_true", help="skip the per-conversation preview videos")
     p.add_argument("--overwrite", action="store_true", help="replace an existing corpus at --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

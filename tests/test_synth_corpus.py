@@ -118,11 +118,23 @@ def test_existing_corpus_is_kept_unless_overwrite(corpus_dir, tmp_path):
 
 
 @pytest.mark.parametrize("bad, message", [(dict(hours=0.0), "--hours"), (dict(size=33), "--size"),
-                                          (dict(workers=0), "--workers"), (dict(voice="festival"), "--voice")])
+                                          (dict(workers=0), "--workers"), (dict(voice="festival"), "--voice"),
+                                          (dict(reactivity=1.5), "--reactivity")])
 def test_bad_arguments_are_explained(bad, message, tmp_path):
     with pytest.raises(ValueError, match=message):
         build_corpus(tmp_path / "x", SynthConfig(**{**TINY, **bad}), progress=False)
     assert not (tmp_path / "x").exists()
+
+
+def test_fixed_reactivity_changes_only_how_often_people_react():
+    from data_prep.synth.build import plan_corpus
+    convs, drawn = plan_corpus(SynthConfig(**TINY))
+    convs_r, fixed = plan_corpus(SynthConfig(reactivity=1.0, **TINY))
+    assert convs == convs_r and len(drawn) == len(fixed)
+    for a, b in zip(drawn, fixed):
+        assert (a.appearance, a.voice, a.style.smile_rate) == (b.appearance, b.voice, b.style.smile_rate)
+        assert b.style.reactivity == 1.0 and b.style.p_smile_mirror >= 0.15 + 0.75 * 0.7  # the rule at its lowest draw
+        assert b.style.p_nod == 0.95 and b.style.p_nod >= a.style.p_nod
 
 
 def test_cli_synth_and_errors(tmp_path, capsys):

@@ -104,8 +104,11 @@ def _pick(rng, seq):
     return seq[int(rng.integers(len(seq)))]
 
 
-def sample_style(rng: np.random.Generator) -> Style:
-    reactivity = float(rng.beta(2.5, 2.0))
+def sample_style(rng: np.random.Generator, reactivity: float | None = None) -> Style:
+    """`reactivity`: None draws it per identity; a number gives everyone that value (the other draws are the
+    same either way, so a corpus differs only in how often people react)."""
+    drawn = float(rng.beta(2.5, 2.0))
+    reactivity = drawn if reactivity is None else float(reactivity)
     expressiveness = float(rng.beta(2.2, 2.0))
     u = lambda lo, hi: float(rng.uniform(lo, hi))
     return Style(
@@ -158,7 +161,7 @@ def sample_appearance(rng: np.random.Generator, presentation: str) -> Appearance
     )
 
 
-def sample_identity(identity_id: str, split: str, rng: np.random.Generator) -> Identity:
+def sample_identity(identity_id: str, split: str, rng: np.random.Generator, reactivity: float | None = None) -> Identity:
     presentation = "f" if rng.random() < 0.5 else "m"
-    return Identity(identity_id, split, presentation, sample_style(rng), sample_voice(rng, presentation),
+    return Identity(identity_id, split, presentation, sample_style(rng, reactivity), sample_voice(rng, presentation),
                     sample_appearance(rng, presentation))
