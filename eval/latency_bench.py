@@ -333,6 +333,24 @@ def evaluate_targets(result: dict) -> dict:
     return out
 
 
+def latency_claim(result: dict) -> dict:
+    """The paper's latency claim (Table 1) with a verdict from one `bench_latency` result: the direction holds
+    when ours waits + computes less than INFP*; the 6.8x itself depends on the hardware and is reported, not judged."""
+    claim = "Motion latency about 0.5 s against 3.4 s for INFP*, a 6.8x speed-up (Table 1)"
+    systems = result["comparison"]["systems"]
+    if "ours" not in systems or "infp" not in systems:
+        return {"claim": claim, "paper": "0.5 s vs 3.4 s (6.8x)", "ours": "", "verdict": "not measurable here",
+                "why": "ours and INFP* were not both measured"}
+    ours, infp = systems["ours"]["paper_style_ms"] / 1000, systems["infp"]["paper_style_ms"] / 1000
+    r = result["comparison"]["ratios"]["infp_over_ours"]
+    return {"claim": claim, "paper": "0.5 s vs 3.4 s (6.8x)",
+            "ours": f"{ours:.2f} s vs {infp:.2f} s ({r['paper_style_median_paired']:.2f}x, p5-p95 "
+                    f"{r['paper_style_p5']:.2f}-{r['paper_style_p95']:.2f}x)",
+            "verdict": "reproduced in direction" if ours < infp else "not reproduced",
+            "why": f"{result['config']} config on this CPU ({result['comparison']['rounds']} interleaved rounds): "
+                   "input buffering (400 ms vs 3 s) + measured compute of one unit; the paper's is an H100"}
+
+
 def bench_latency(config: str = "tiny", *, profile: str = "smoke", nfe: int = 10, threads: int = 2, device="auto",
                   dtype: str = "auto", seed: int = 0, systems=SYSTEMS, checkpoint: str | None = None,
                   corpus_dir: str | None = None, readout: str | None = None, model_overrides: dict | None = None,

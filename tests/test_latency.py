@@ -22,7 +22,7 @@ from eval.latency import (
     run_interleaved,
     system_config,
 )
-from eval.latency_bench import bench_latency, compare_systems, paper_reference
+from eval.latency_bench import bench_latency, compare_systems, latency_claim, paper_reference
 from eval.latency_cue import (
     LinearReadout,
     cue_to_reaction,
@@ -244,6 +244,11 @@ def test_bench_latency_json_schema(tmp_path):
     assert isinstance(t["per_block_p50_under_40ms"], bool)
     assert {"ratio_infp_over_ours", "algorithmic_plus_compute_ms", "session_flat_within_10pct"} <= set(t)
     assert res["cue_to_reaction"]["ours"]["status"] == "not measurable"
+    claim = latency_claim(res)  # 0.4 s of buffering + compute against 3 s + compute
+    ours, infp = (res["comparison"]["systems"][k]["paper_style_ms"] / 1000 for k in ("ours", "infp"))
+    assert claim["verdict"] == "reproduced in direction" and claim["ours"].startswith(f"{ours:.2f} s vs {infp:.2f} s")
+    del res["comparison"]["systems"]["infp"]
+    assert latency_claim(res)["verdict"] == "not measurable here"
     with pytest.raises(TypeError, match="unknown settings"):
         bench_latency("tiny", rounds_typo=3)
 
@@ -298,5 +303,6 @@ def test_notebook_smoke(tmp_path):
     assert record["profile"] == "smoke" and "tiny" in record["metrics"]
     m = record["metrics"]["tiny"]
     assert {"comparison", "sweeps", "session", "cue_to_reaction", "targets", "tables"} <= set(m)
+    assert record["metrics"]["claims"] == [latency_claim(m)]  # the report's verdict row
     for name in record["figures"]:
         assert (out_dir / name).stat().st_size > 1000

@@ -31,6 +31,7 @@ def test_notebook_reconstructs_the_paper_and_recovers_the_simulated_truth(tmp_pa
     assert "SIMULATED" in simulated["note"] and all(simulated["recovered"].values())
     assert simulated["analysis"]["position_bias"]["p"] < 0.05  # the planted side bias is detected
     assert metrics["collected"] is None
+    assert metrics["claims"][0]["verdict"] == "not measurable here"  # no votes collected: no verdict on the paper
     for name in record["figures"]:
         assert (tmp_path / name).stat().st_size > 5_000
 

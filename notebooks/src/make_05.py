@@ -51,7 +51,7 @@ from IPython.display import Markdown, display
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 
 from afcore.io import write_metrics
-from eval.latency_bench import PROFILES, bench_latency
+from eval.latency_bench import PROFILES, bench_latency, latency_claim
 from eval.latency_plots import (breakdown_figure, cue_figure, kv_cache_figure, session_figure, summary_text,
                                 sweep_table, table1_latency, table7_latency)
 from eval.study.plots import save_figure
@@ -150,6 +150,7 @@ display(Markdown("**Reading.** Timings on a shared machine are noisy; medians an
 
 WRITE = '''for config, tabs in tables.items():
     metrics[config]["tables"] = {name: df.to_dict("records") for name, df in tabs.items()}
+metrics["claims"] = [latency_claim(metrics[c]) for c in configs if "comparison" in metrics[c]]
 path = write_metrics(out, metrics, profile=profile, seed=seed, configs=configs, figures=figures,
                      parameters={"systems": systems, "device": device, "dtype": dtype, "threads": threads, "nfe": nfe,
                                  "nfe_list": nfe_list, "block_sizes": block_sizes, "thread_list": thread_list,

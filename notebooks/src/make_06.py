@@ -50,7 +50,7 @@ from IPython.display import Markdown, display
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 
 from afcore.io import write_metrics
-from eval.study.analyze import analyze, summary_table
+from eval.study.analyze import analyze, study_claim, summary_table
 from eval.study.paper import PAPER_SHARES, paper_counts, reconstruct_paper_votes
 from eval.study.plots import position_bias_plot, preference_bars, save_figure, save_figures
 from eval.study.simulate import simulate_votes
@@ -173,7 +173,8 @@ else:
     print("No study_manifest given. Build one with `afsuite study build`, then set study_manifest here "
           "or serve eval/study/rate.ipynb with Voila.")'''
 
-WRITE = '''path = write_metrics(out, metrics, profile=profile, seed=seed, n_boot=n_boot, figures=figures,
+WRITE = '''metrics["claims"] = [study_claim(metrics["collected"])]
+path = write_metrics(out, metrics, profile=profile, seed=seed, n_boot=n_boot, figures=figures,
                      parameters={"paper_version": paper_version, "votes_files": votes_files, "systems": systems,
                                  "criteria": criteria, "simulate": simulate},
                      wall_time_s=round(time.perf_counter() - started, 2))
