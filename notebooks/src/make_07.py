@@ -141,8 +141,11 @@ WRITE = '''if headless:
                "ours": f"smile -> avatar smile: {check['reacted_runs']}/{len(check['runs'])} paired runs reacted, "
                        f"mean rise {check['peak_rise_mean']:.3f}",
                "verdict": "reproduced" if check["reacted_runs"] == len(check["runs"]) else "not reproduced",
-               "why": f"model {cfg.name} from {models.info.get('checkpoint')}; the tiny bundle's autoencoder hardly "
-                      "encodes smiles (notebooks/assets/live_demo/README.md)"}]
+               "why": f"model {cfg.name} from {models.info.get('checkpoint')} "
+                      f"({'oracle' if models.oracle else 'autoencoder'} latents), paired runs with the same noise"
+                      + ("" if check["reacted_runs"] == len(check["runs"]) else
+                         "; a generator this small and briefly trained does not learn the corpus' reactions, even "
+                         "from oracle latents (notebooks/assets/live_demo/README.md)")}]
     headline = {"block_ms": live["timing_ms"]["block_ms"]["median"], "real_time_factor": live["real_time_factor"],
                 "motion_latency_ms": live["motion_latency_ms"], "smile_rise": check["peak_rise_mean"],
                 "smile_latency_s": check["latency_s_mean"], "smile_end_to_end_s": end_to_end}
