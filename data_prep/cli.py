@@ -27,7 +27,8 @@ def _ingest(args) -> int:
     from data_prep.ingest import IngestConfig, ingest
 
     cfg = IngestConfig(size=args.size, layout=args.layout, detect_every=args.detect_every, vad=args.vad,
-                       clip_seconds=args.clip_seconds, seed=args.seed, mp4=not args.no_mp4)
+                       clip_seconds=args.clip_seconds, seed=args.seed, mp4=not args.no_mp4,
+                       scene_cuts=not args.no_scene_cuts, scene_k=args.scene_k, scene_threshold=args.scene_threshold)
     try:
         out = ingest(args.src, args.out, cfg, overwrite=args.overwrite, progress=not args.quiet)
     except (ValueError, FileExistsError, FileNotFoundError) as err:
@@ -87,6 +88,12 @@ def register(subparsers) -> None:
     q.add_argument("--vad", default="auto", choices=("auto", "silero", "energy"))
     q.add_argument("--clip-seconds", type=float, default=15.0)
     q.add_argument("--seed", type=int, default=0, help="seeds the split assignment")
+    q.add_argument("--no-scene-cuts", action="store_true",
+                   help="do not split conversations at detected shot changes (data_prep/scenes.py)")
+    q.add_argument("--scene-k", type=float, default=6.0,
+                   help="adaptive scene-cut threshold: a cut scores above median + K * MAD of the scores around it")
+    q.add_argument("--scene-threshold", type=float, default=None,
+                   help="fixed scene-cut score threshold in (0, 1) instead of the adaptive one (e.g. 0.25)")
     q.add_argument("--no-mp4", action="store_true")
     q.add_argument("--overwrite", action="store_true")
     q.add_argument("--quiet", action="store_true")

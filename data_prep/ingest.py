@@ -13,6 +13,10 @@ Input layouts (`--layout auto` picks per conversation):
   side-by-side:  <conv>.<ext> with person A in the left half and B in the right half; a stereo track is
                  taken as one channel per person, a mono track is split by whose mouth moves
 Pre-separated voices <src>/<conv>_A.wav and <conv>_B.wav, when both exist, replace the videos' sound.
+Scene cuts (`data_prep.scenes`, on by default): a conversation is split into shots at every detected cut
+(of either file of a pair, of either half of a split-screen file); the face track restarts in each shot,
+face parameters are interpolated within a shot only, clips never span a cut, and shots shorter than one
+block (or without both faces) are dropped. Cuts, kept and dropped shots go to curation.json.
 Optional <src>/identities.csv with columns conversation_id, person, identity keeps splits identity-disjoint.
 """
 from __future__ import annotations
@@ -36,6 +40,7 @@ from data_prep.ingest_faces import (
     to_corpus_params,
 )
 from data_prep.ingest_media import (
+    MIN_FRAMES,
     FaceDetector,
     IngestError,
     crop,
@@ -46,6 +51,7 @@ from data_prep.ingest_media import (
     track_face,
 )
 from data_prep.media import write_mp4
+from data_prep.scenes import SceneConfig, shot_bounds
 from data_prep.schema import (
     EXPRESSION_COLUMNS,
     FPS,
@@ -73,6 +79,14 @@ class IngestConfig:
     mp4: bool = True
     params: bool = True  # face parameters from dlib landmarks (NaN when False or dlib is missing)
     detector: str = "auto"  # "auto" (dlib HOG if installed) | "dlib" | "skimage"
+    scene_cuts: bool = True  # split conversations at shot changes (data_prep.scenes)
+    scene_k: float = 6.0  # adaptive cut threshold: median + k * MAD of the nearby scores ...
+    scene_min_score: float = 0.12  # ... but at least this score
+    scene_threshold: float | None = None  # a fixed score threshold instead of the adaptive one
+
+    def scene_config(self) -> SceneConfig | None:
+        return SceneConfig(k=self.scene_k, min_score=self.scene_min_score, threshold=self.scene_threshold) \
+            if self.scene_cuts else None
 
     def validate(self) -> IngestConfig:
         if not (32 <= self.size <= 1024) or self.size % 2:
@@ -83,6 +97,8 @@ class IngestConfig:
             raise ValueError(f"--detect-every must be >= 1, got {self.detect_every}")
         if self.detector not in ("auto", "dlib", "skimage"):
             raise ValueError(f"detector must be auto, dlib or skimage, got {self.detector!r}")
+        if self.scene_cuts:
+            self.scene_config().validate()
         return self
 
 
@@ -147,10 +163,11 @@ def ingest_conversation(conv: dict, src: Path, tmp: Path, cfg: IngestConfig, vad
     extractor, _ = landmark_extractor() if cfg.params else (None, None)
     # which file holds whom: pair -> one person per file, side-by-side -> both halves of one file
     jobs = [(conv["files"][p], {p: "A"}) for p in "AB"] if layout == "pair" else [(conv["files"]["AB"], {"A": "A", "B": "B"})]
-    lengths, params, notes = {}, {}, []
+    lengths, raw_params, boxed, notes, cuts = {}, {}, {}, [], []
     for path, who in jobs:
-        boxes, T, n = track_face(path, layout, cfg.detect_every, detector)
+        boxes, T, n, file_cuts = track_face(path, layout, cfg.detect_every, detector, cfg.scene_config())
         notes += n
+        cuts += [dict(c.as_dict(), time_s=round(c.frame / FPS, 3), file=Path(path).name) for c in file_cuts]
         mm = {p: np.lib.format.open_memmap(tmp / f"frames/{cid}_{p}.npy", "w+", np.uint8, (T, cfg.size, cfg.size, 3))
               for p in who}
         raw = {p: [] for p in who}
@@ -166,22 +183,59 @@ def ingest_conversation(conv: dict, src: Path, tmp: Path, cfg: IngestConfig, vad
                     if len(batch[p]) == 100 or k == T - 1:
                         raw[p].append(extractor(np.stack(batch[p])))
                         batch[p] = []
-        for p in who:
+        for p, half in who.items():
             mm[p].flush()
-            lengths[p] = T
+            lengths[p], boxed[p] = T, np.isfinite(boxes[half]).all(1)
             rest = [extractor(np.stack(batch[p]))] if batch[p] else []
-            params[p], share = to_corpus_params(np.concatenate(raw[p] + rest)) if extractor is not None else \
-                (np.full((T, len(PARAM_COLUMNS)), np.nan, np.float32), None)
-            if share is not None and share < 0.5:
-                notes.append(f"{cid} person {p}: landmarks found in only {share:.0%} of frames (params NaN elsewhere)")
+            raw_params[p] = np.concatenate(raw[p] + rest) if extractor is not None else None
     T = min(lengths.values())
     if max(lengths.values()) - T > FPS:
         notes.append(f"{cid}: the two videos differ by {(max(lengths.values()) - T) / FPS:.1f} s; cut to the shorter")
+    # shots: split at every cut of either file; clips never span a cut, short or faceless shots are dropped
+    merged = {}  # the same cut seen in both files of a pair: one entry, the higher score, both file names
+    for c in sorted(cuts, key=lambda c: -c["score"]):
+        if c["frame"] < T:
+            m = merged.setdefault(c["frame"], dict(c))
+            m["file"] = m["file"] if c["file"] in m["file"].split(", ") else f"{m['file']}, {c['file']}"
+    cuts = [merged[k] for k in sorted(merged)]
+    shots, dropped = [], []
+    for a, b in shot_bounds([c["frame"] for c in cuts], T):
+        faceless = [p for p in "AB" if not boxed[p][a:b].all()]
+        if b - a < MIN_FRAMES:
+            why = f"shorter than one block of {MIN_FRAMES} frames"
+        elif faceless:
+            why = f"no face of person {' or '.join(faceless)} found in it"
+        else:
+            shots.append((a, b))
+            continue
+        dropped.append(dict(start=a, end=b, reason=why))
+        notes.append(f"{cid}: shot at frames {a}-{b} ({b - a} frames, {(b - a) / FPS:.2f} s) {why}: dropped (no clip covers it)")
+    if not shots:
+        raise IngestError(f"{'; '.join(str(f) for f in conv['files'].values())}: no shot of at least {MIN_FRAMES} "
+                          f"frames with both faces between the {len(cuts)} scene cuts; nothing to ingest (raise "
+                          f"--scene-threshold or pass --no-scene-cuts if these are not real cuts)")
+    if cuts:
+        notes.append(f"{cid}: {len(cuts)} scene cut(s) at frame(s) {', '.join(str(c['frame']) for c in cuts)}; "
+                     f"{len(shots)} shot(s) kept, {len(dropped)} dropped")
+    params = {}
+    for p in "AB":
+        lm = raw_params[p]
+        if lm is None:
+            params[p] = np.full((T, len(PARAM_COLUMNS)), np.nan, np.float32)
+            continue
+        # gaps are interpolated within a shot, never across a cut
+        params[p] = np.concatenate([to_corpus_params(lm[a:b])[0] for a, b in shot_bounds([c["frame"] for c in cuts], len(lm))])
+        share = float(np.isfinite(lm).all(1).mean()) if len(lm) else 0.0
+        if share < 0.5:
+            notes.append(f"{cid} person {p}: landmarks found in only {share:.0%} of frames (params NaN elsewhere)")
     voices, audio_note, n = _person_audio(conv, src, params, vad_backend)
     notes += n
     rows = {"clips": [], "segments": []}
-    n_clips = max(1, int(round(T / (cfg.clip_seconds * FPS))))
-    bounds = [T * k // n_clips for k in range(n_clips + 1)]
+    bounds = []  # (start, end) of every clip: each shot cut into clips of about clip_seconds
+    for a, b in shots:
+        n_shot = max(1, int(round((b - a) / (cfg.clip_seconds * FPS))))
+        bounds += [(a + (b - a) * k // n_shot, a + (b - a) * (k + 1) // n_shot) for k in range(n_shot)]
+    n_clips = len(bounds)
     for p in ("A", "B"):
         np.save(tmp / f"params/{cid}_{p}.npy", params[p][:T].astype(np.float32))
         x = voices[p][: T * SAMPLES_PER_FRAME]
@@ -194,19 +248,20 @@ def ingest_conversation(conv: dict, src: Path, tmp: Path, cfg: IngestConfig, vad
                                   start=s.start, end=s.end) for s in hyp.get_timeline()]
         paths = {"frames_path": f"frames/{cid}_{p}.npy", "params_path": f"params/{cid}_{p}.npy",
                  "audio_path": f"audio/{cid}_{p}.wav"}
-        for k in range(n_clips):
+        for k, (a, b) in enumerate(bounds):
             rows["clips"].append(dict(clip_id=f"{cid}_c{k:02d}", conversation_id=cid, person=p, partner="B" if p == "A" else "A",
-                                      start_frame=bounds[k], n_frames=bounds[k + 1] - bounds[k], start_s=bounds[k] / FPS,
-                                      duration_s=(bounds[k + 1] - bounds[k]) / FPS, **paths))
+                                      start_frame=a, n_frames=b - a, start_s=a / FPS, duration_s=(b - a) / FPS, **paths))
     if cfg.mp4:
         both = np.concatenate([np.load(tmp / f"frames/{cid}_{p}.npy", mmap_mode="r")[:T] for p in "AB"], axis=2)
         mix = sum(wavfile.read(tmp / f"audio/{cid}_{p}.wav")[1].astype(np.float32) / 32768.0 for p in "AB") / 2
         write_mp4(tmp / f"video/{cid}.mp4", both, mix, FPS, SAMPLE_RATE)
     rows["conversation"] = dict(conversation_id=cid, duration=T / FPS, n_frames=T, n_clips=n_clips, layout=layout,
+                                n_scene_cuts=len(cuts), n_shots=len(shots),
                                 audio=audio_note, video_path=f"video/{cid}.mp4" if cfg.mp4 else None,
                                 rttm_A=f"rttm/{cid}_A.rttm", rttm_B=f"rttm/{cid}_B.rttm",
                                 source=";".join(str(s) for s in conv["files"].values()))
     rows["notes"] = notes
+    rows["scenes"] = dict(scene_cuts=cuts if cfg.scene_cuts else None, shots=[list(x) for x in shots], dropped_shots=dropped)
     return rows
 
 
@@ -241,11 +296,12 @@ def ingest(src, out, cfg: IngestConfig = IngestConfig(), overwrite: bool = False
                 msg = str(err) if isinstance(err, IngestError) else \
                     f"{'; '.join(files)}: {type(err).__name__}: {err} (unexpected; check or remove these files)"
                 log.warning("skipped conversation %s: %s", c["conversation_id"], msg)
-                curation.append(dict(conversation_id=c["conversation_id"], files=files, status="skipped", problem=msg, notes=[]))
+                curation.append(dict(conversation_id=c["conversation_id"], files=files, status="skipped", problem=msg, notes=[],
+                                     scene_cuts=None, shots=None, dropped_shots=None))
                 continue
             results.append(r)
             curation.append(dict(conversation_id=c["conversation_id"], files=files, status="ok", problem=None,
-                                 notes=r["notes"] + [f"audio: {r['conversation']['audio']}"]))
+                                 notes=r["notes"] + [f"audio: {r['conversation']['audio']}"], **r["scenes"]))
             for note in r["notes"]:
                 log.info("%s: %s", c["conversation_id"], note)
         if not results:
@@ -277,6 +333,9 @@ def ingest(src, out, cfg: IngestConfig = IngestConfig(), overwrite: bool = False
                     "dlib 68-landmark proxies mapped to jaw_open, smile, brow_raise, blink (eye opening), yaw, pitch, "
                     "roll; gaze_x, gaze_y, laugh not measured (NaN); units are not the synthetic corpus's",
                     face_detector=detector.backend,
+                    scene_detector=("data_prep.scenes: thumbnail structure + hue histogram + light, adaptive threshold "
+                                    "median + k*MAD" if cfg.scene_cuts else None),
+                    n_scene_cuts=int(conversations.n_scene_cuts.sum()),
                     param_columns=list(PARAM_COLUMNS), expression_columns=list(EXPRESSION_COLUMNS),
                     pose_columns=list(POSE_COLUMNS), n_conversations=len(conversations),
                     n_clips=int(manifest.clip_id.nunique()), n_identities=int(manifest.identity.nunique()),

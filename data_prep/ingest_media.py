@@ -153,12 +153,33 @@ def _merge_overlapping(faces):
     return kept
 
 
-def track_face(path: Path, layout: str, detect_every: int, detector: FaceDetector) -> tuple[dict, int, list]:
+SCENE_THUMB = 64  # frames (halves) are scaled by FFmpeg to this width for scene-cut detection
+
+
+def _thumb_size(frame, n_parts: int) -> tuple[int, int]:
+    w = SCENE_THUMB * n_parts
+    return w, max(2, int(round(frame.height * w / frame.width / 2)) * 2)
+
+
+def track_face(path: Path, layout: str, detect_every: int, detector: FaceDetector,
+               scenes=None) -> tuple[dict, int, list, list]:
     """Pass 1: person -> (T, 3) smoothed square box (centre x, centre y, side) in that person's frame (half),
-    the number of 25 fps frames, and notes. Raises IngestError: too short, no face, two faces."""
+    the number of 25 fps frames, notes and the scene cuts [data_prep.scenes.Cut] (`scenes`: a SceneConfig, or
+    None for no cut detection). Boxes are interpolated and smoothed within each shot only, so the track
+    restarts after a cut; a shot where no face was detected at the sampled frames is probed at three more
+    frames, and its boxes stay NaN when that fails too. Raises IngestError: too short, no face, two faces."""
+    from data_prep.scenes import SceneCutDetector, shot_bounds
+
     found, shape, n_det, two = {}, {}, 0, {}
+    cut_detectors, size = {}, None
     n = -1
     for n, frame in enumerate(iter_frames(path, rgb=False)):
+        if scenes is not None:
+            parts = 1 if layout == "pair" else 2
+            size = size or _thumb_size(frame, parts)
+            thumb = frame.reformat(width=size[0], height=size[1], format="rgb24", interpolation="AREA").to_ndarray()
+            for p, part in halves(thumb, layout).items():
+                cut_detectors.setdefault(p, SceneCutDetector(scenes)).update(part)
         if n % detect_every:
             continue
         n_det += 1
@@ -175,6 +196,13 @@ def track_face(path: Path, layout: str, detect_every: int, detector: FaceDetecto
     if T < MIN_FRAMES:
         raise IngestError(f"{path}: only {T} frames at {FPS} fps, shorter than one block of {MIN_FRAMES} frames "
                           f"({MIN_FRAMES / FPS:.1f} s); drop it or join it to a longer recording")
+    cuts = {}  # a cut in either half of a side-by-side frame splits both (the higher score is kept)
+    for det in cut_detectors.values():
+        for c in det.cuts():
+            if c.frame not in cuts or c.score > cuts[c.frame].score:
+                cuts[c.frame] = c
+    cuts = [c for _, c in sorted(cuts.items())]
+    shots = shot_bounds([c.frame for c in cuts], T)
     notes = []
     for p in sorted(shape):
         if p not in found:
@@ -186,18 +214,43 @@ def track_face(path: Path, layout: str, detect_every: int, detector: FaceDetecto
         share = len(found[p]) / n_det
         if share < 0.5:
             notes.append(f"{Path(path).name}{where(p)}: a face in only {share:.0%} of sampled frames (box interpolated)")
+    # shots long enough to keep but without a face at the sampled frames (short shots, sparse --detect-every)
+    probe = {}
+    for a, b in shots:
+        for p in found:
+            if b - a >= MIN_FRAMES and not any(a <= f[0] < b for f in found[p]):
+                for k in {a + (b - a) * i // 4 for i in (1, 2, 3)}:
+                    probe.setdefault(k, []).append(p)
+    if probe:
+        for k, frame in enumerate(iter_frames(path, rgb=False)):
+            if k > max(probe):
+                break
+            if k in probe:
+                parts = halves(frame.to_ndarray(format="rgb24"), layout)
+                for p in probe[k]:
+                    faces = detector(parts[p])
+                    if faces:
+                        found[p].append((k,) + faces[0])
     boxes = {}
+    kernel = np.ones(13) / 13  # ~0.5 s moving average against detector jitter
     for p, f in found.items():
-        f = np.array(f)
-        box = np.stack([np.interp(np.arange(T), f[:, 0], f[:, k]) for k in (1, 2, 3)], 1)
-        kernel = np.ones(13) / 13  # ~0.5 s moving average against detector jitter
-        boxes[p] = np.stack([np.convolve(np.pad(box[:, k], 6, mode="edge"), kernel, "valid") for k in range(3)], 1)
-    return boxes, T, notes
+        f = np.array(sorted(f))
+        box = np.full((T, 3), np.nan)
+        for a, b in shots:  # interpolate and smooth within each shot: the track restarts after a cut
+            g = f[(f[:, 0] >= a) & (f[:, 0] < b)]
+            if len(g):
+                raw = np.stack([np.interp(np.arange(a, b), g[:, 0], g[:, k]) for k in (1, 2, 3)], 1)
+                box[a:b] = np.stack([np.convolve(np.pad(raw[:, k], 6, mode="edge"), kernel, "valid") for k in range(3)], 1)
+        boxes[p] = box
+    return boxes, T, notes, cuts
 
 
 def crop(img: np.ndarray, box, pad_ratio: float, size: int) -> np.ndarray:
+    """A padded square around `box`, resized to size x size; black when the box is NaN (no face in that shot)."""
     from PIL import Image
 
+    if not np.isfinite(box).all():
+        return np.zeros((size, size, 3), np.uint8)
     cx, cy, side = box
     half = side * (1 + pad_ratio) / 2
     a = Image.fromarray(img).crop((int(cx - half), int(cy - half * 1.05), int(cx + half), int(cy + half * 0.95)))

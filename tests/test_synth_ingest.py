@@ -73,6 +73,7 @@ def test_ingested_corpus_reads_like_the_synthetic_one(src, tmp_path):
     assert c.meta["generator"] == "data_prep.ingest" and c.meta["params_source"] == "dlib68-pnp-v1"
     assert json.loads((out / "curation.json").read_text()) == c.meta["curation"]
     assert [x["status"] for x in c.meta["curation"]] == ["ok", "ok"]
+    assert [x["scene_cuts"] for x in c.meta["curation"]] == [[], []]  # continuous shots: no false cut
     assert set(c.conversations.conversation_id) == {"talk1", "talk2"}
     conv = c.conversations.set_index("conversation_id")
     assert conv.loc["talk1", "audio"].startswith("stereo")
