@@ -230,6 +230,22 @@ def _metrics_run(folder: Path, values: dict) -> Path:
     return folder
 
 
+def test_export_reference_keeps_the_small_files_and_compares_equal(tmp_path, capsys):
+    run = _metrics_run(tmp_path / "run", {"s1": {"x": 1.0}, "s2": {"z": 2}})
+    (run / "REPORT.md").write_text("# report")
+    for name in ("fig.png", "table.csv", "checkpoint.pt", "s1.ipynb"):
+        (run / "s1" / name).write_bytes(b"x")
+    ref = tmp_path / "reference"
+    assert afsuite(["export-reference", str(run), "--out", str(ref)]) == 0
+    kept = sorted(str(p.relative_to(ref)) for p in ref.rglob("*") if p.is_file())
+    assert kept == ["REPORT.md", "s1/fig.png", "s1/metrics.json", "s1/table.csv", "s2/metrics.json"]
+    assert compare_runs(ref, run) == ([], 2)
+    assert afsuite(["export-reference", str(run), "--out", str(ref)]) == 2  # no silent overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert afsuite(["export-reference", str(tmp_path / "nothing"), "--out", str(tmp_path / "r2")]) == 2
+    assert not (tmp_path / "r2").exists()
+
+
 def test_compare_reports_differences_beyond_tolerance_only(tmp_path, capsys):
     a = _metrics_run(tmp_path / "a", {"s1": {"x": 1.0, "deep": {"y": [1, 2]}, "wall_time_s": 3}, "s2": {"z": 0}})
     near = _metrics_run(tmp_path / "near", {"s1": {"x": 1.0005, "deep": {"y": [1, 2]}, "wall_time_s": 9}, "s2": {"z": 0}})

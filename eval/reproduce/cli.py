@@ -117,6 +117,18 @@ def cmd_compare(args) -> int:
     return main(args)
 
 
+def cmd_export(args) -> int:
+    from eval.reproduce.compare import export_reference
+    try:
+        files = export_reference(args.run_dir, args.out, overwrite=args.overwrite)
+    except (FileNotFoundError, FileExistsError) as err:
+        print(f"afsuite export-reference: error: {err}", file=sys.stderr)
+        return 2
+    size = sum(f.stat().st_size for f in files)
+    print(f"wrote {len(files)} files ({size / 1e6:.1f} MB) to {args.out}")
+    return 0
+
+
 @_reported
 def cmd_report(args) -> int:
     from eval.reproduce.report import write_report
@@ -178,6 +190,13 @@ def register(subparsers) -> None:
     p.add_argument("--ignore", action="append", default=[], metavar="GLOB", help="leaf paths to skip, e.g. '*latency*'")
     p.add_argument("--max-lines", type=int, default=50, help="differences printed (0: all)")
     p.set_defaults(func=cmd_compare)
+
+    p = subparsers.add_parser("export-reference", formatter_class=fmt,
+                              help="copy a run's report, metrics and figures (no checkpoints) to a reference folder")
+    p.add_argument("run_dir", help="a finished run folder, e.g. results/full")
+    p.add_argument("--out", default="results/reference/full", help="where the reference goes (committed)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing reference")
+    p.set_defaults(func=cmd_export)
 
     p = subparsers.add_parser("report", formatter_class=fmt, help="(re)write REPORT.md and REPORT.html of a run folder")
     p.add_argument("run_dir", nargs="?", help="run folder (default results/<profile>)")

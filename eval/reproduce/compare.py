@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_IGNORE = ("*wall_time*",)  # machine load, not results
+# What a committed reference run keeps: the report, every stage's numbers and figures, no checkpoints,
+# executed notebooks or HTML (they are large and a rerun makes them again).
+REFERENCE_FILES = ("REPORT.md", "reproduce.json", "*/metrics.json", "*/run.json", "*/*.png", "*/*.csv", "*/*.md")
 STAGE_MISSING = "(no metrics.json)"
 
 
@@ -115,3 +118,20 @@ def main(args) -> int:
     print(f"{verdict} beyond rtol={args.rtol:g}, atol={args.atol:g} ({compared} values compared; "
           f"ignored: {', '.join((*DEFAULT_IGNORE, *args.ignore))})")
     return 1 if diffs else 0
+
+
+def export_reference(run, dest, overwrite: bool = False) -> list[Path]:
+    """Copy the small files of a run folder (REFERENCE_FILES) into `dest`, atomically; returns what was copied.
+    `afsuite compare dest RUN` then checks a new run against it."""
+    import shutil
+
+    from afcore.io import atomic_dir
+    run = Path(run)
+    if not (run / "REPORT.md").is_file():
+        raise FileNotFoundError(f"{run}: no REPORT.md here; export a finished `afsuite reproduce` run folder")
+    files = sorted({p for pattern in REFERENCE_FILES for p in run.glob(pattern) if p.is_file()})
+    with atomic_dir(dest, overwrite=overwrite, hint="pass --overwrite to replace the reference") as tmp:
+        for f in files:
+            (tmp / f.relative_to(run)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, tmp / f.relative_to(run))
+    return [Path(dest) / f.relative_to(run) for f in files]
