@@ -168,6 +168,10 @@ def test_resume_skips_unchanged_and_reruns_only_downstream_of_a_change(dag_run, 
         "a_source": "ok", "b_child": "ok", "c_indep": "unchanged"}
     assert metrics_of(run / "b_child")["metrics"]["value_plus_one"] == pytest.approx(
         metrics_of(run / "a_source")["metrics"]["value"] + 1)
+    reproduce("smoke", run_dir=run, stages=stages, profiles=prof, jobs=2, only=["c_indep"], echo=lambda _: None)
+    table = write_report(run, stages=stages)[0].read_text().split("## Claims")[0]
+    a_time = json.loads((run / "a_source" / "run.json").read_text())["wall_time_s"]
+    assert f"| a_source | not selected (earlier run kept) | {a_time:.0f} s (earlier run) |" in table
 
 
 @pytest.fixture(scope="module")

@@ -144,15 +144,22 @@ def _paper_table(key: str, reason: str) -> str:
         return f"*(paper table {key!r} unavailable: {err})*\n\n"
 
 
+def _wall_text(state) -> str:
+    """A kept stage's time is from the earlier run whose results the report shows, and says so."""
+    wall = (state["run"] or {}).get("wall_time_s")
+    if wall is None:
+        return ""
+    return f"{wall:.0f} s" + (" (earlier run)" if state["status"] == "kept" else "")
+
+
 def stage_section(stage, state, run_dir: Path, paper_only_shown: set) -> str:
     run, status = state["run"] or {}, state["status"]
     parts = [f"## {stage.name}\n\n"]
-    wall = run.get("wall_time_s") if status != "kept" else None
     line = f"**{STATUS_TEXT.get(status, status)}**"
     if state["blocked_by"]:
         line += f" ({', '.join(state['blocked_by'])})"
-    if wall is not None:
-        line += f" in {wall:.0f} s"
+    if _wall_text(state):
+        line += f" in {_wall_text(state)}"
     parts.append(f"{line}. Notebook `{stage.notebook}`" + (f", executed copy `{stage.name}/{run['executed_notebook']}`"
                                                            if status in ("ok", "unchanged", "kept") and run.get("executed_notebook") else "") + ".\n\n")
     if run.get("overrides"):
@@ -210,11 +217,10 @@ def build_markdown(run_dir: Path, stages=STAGES, profile: str | None = None) -> 
     rows = []
     for s in stages:
         st = states[s.name]
-        wall = (st["run"] or {}).get("wall_time_s") if st["status"] not in ("kept",) else None
         n = len(numeric_leaves(st["metrics"].get("metrics", {}), none_as_nan=False)) if st["metrics"] else None
         rows.append([s.name, STATUS_TEXT.get(st["status"], st["status"]) +
                      (f" ({', '.join(st['blocked_by'])})" if st["blocked_by"] else ""),
-                     "" if wall is None else f"{wall:.0f} s", "" if n is None else n])
+                     _wall_text(st), "" if n is None else n])
     out.append(_table(["stage", "status", "wall time", "numbers"], rows))
     if summary:
         out.append(f"\nWhole run: {summary['wall_time_s']:.0f} s with {summary['jobs']} workers "
