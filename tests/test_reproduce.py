@@ -239,11 +239,13 @@ def test_export_reference_keeps_the_small_files_and_compares_equal(tmp_path, cap
     (run / "REPORT.md").write_text("# report")
     for name in ("fig.png", "table.csv", "checkpoint.pt", "s1.ipynb"):
         (run / "s1" / name).write_bytes(b"x")
+    _metrics_run(run / "s1" / "runs", {"beta10": {"y": 3}})  # a stage's own sub-runs (04's beta sweep)
     ref = tmp_path / "reference"
     assert afsuite(["export-reference", str(run), "--out", str(ref)]) == 0
     kept = sorted(str(p.relative_to(ref)) for p in ref.rglob("*") if p.is_file())
-    assert kept == ["REPORT.md", "s1/fig.png", "s1/metrics.json", "s1/table.csv", "s2/metrics.json"]
-    assert compare_runs(ref, run) == ([], 2)
+    assert kept == ["REPORT.md", "s1/fig.png", "s1/metrics.json", "s1/runs/beta10/metrics.json", "s1/table.csv",
+                    "s2/metrics.json"]
+    assert compare_runs(ref, run) == ([], 3)
     assert afsuite(["export-reference", str(run), "--out", str(ref)]) == 2  # no silent overwrite
     assert "--overwrite" in capsys.readouterr().err
     assert afsuite(["export-reference", str(tmp_path / "nothing"), "--out", str(tmp_path / "r2")]) == 2

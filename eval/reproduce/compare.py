@@ -13,7 +13,7 @@ from pathlib import Path
 DEFAULT_IGNORE = ("*wall_time*",)  # machine load, not results
 # What a committed reference run keeps: the report, every stage's numbers and figures, no checkpoints,
 # executed notebooks or HTML (they are large and a rerun makes them again).
-REFERENCE_FILES = ("REPORT.md", "reproduce.json", "*/metrics.json", "*/run.json", "*/*.png", "*/*.csv", "*/*.md")
+REFERENCE_FILES = ("REPORT.md", "reproduce.json", "**/metrics.json", "**/run.json", "*/*.png", "*/*.csv", "*/*.md")
 STAGE_MISSING = "(no metrics.json)"
 
 
