@@ -150,6 +150,23 @@ def test_cue_to_reaction_says_why_it_cannot_be_measured(tmp_path):
     assert measure_cue_to_reaction(None, None, n_injections=0)["ours"]["status"] == "skipped"
 
 
+def test_cue_to_reaction_reads_the_corpus_in_the_checkpoints_latent_space(tiny_corpus, tmp_path):
+    from afcore.model import AvatarForcing, save_checkpoint
+    cfg = get_config("tiny", **NARROW)
+    oracle = save_checkpoint(tmp_path / "oracle.pt", AvatarForcing(cfg), latent_space=f"oracle-params-{cfg.latent_dim}-0")
+    res = measure_cue_to_reaction(str(oracle), tiny_corpus, n_injections=2, nfe=3, progress=False)["ours"]
+    assert res["status"] == "measured" and res["corpus_dir"].endswith("_oracle_latents"), res  # 03/04 oracle view
+    view = tmp_path / "encoded"  # the corpus encoded by another autoencoder than the model's
+    view.mkdir()
+    for p in Path(tiny_corpus).iterdir():
+        (view / p.name).symlink_to(p)
+    (view / "latents").mkdir()
+    (view / "latents" / "meta.json").write_text(json.dumps({"ae_tag": "0123456789abcdef"}))
+    other = save_checkpoint(tmp_path / "other.pt", AvatarForcing(cfg), latent_space="fedcba9876543210")
+    res = measure_cue_to_reaction(str(other), view, n_injections=2, progress=False)["ours"]
+    assert res["status"] == "not measurable" and "re-encode" in res["reason"] and "fedcba9876543210" in res["reason"]
+
+
 # ------------------------------------------------------------------------------------------ steppers, interleaving
 def random_model(cfg, seed=0):
     torch.manual_seed(seed)

@@ -75,10 +75,11 @@ STAGES: tuple[Stage, ...] = (
           claims=(("DPO makes motion richer and more reactive (Tables 5/6: SID 2.236 -> 2.442, "
                    "Var 1.408 -> 1.734, rPCC-Exp 0.042 -> 0.003)"),),
           tables=("table5_6",)),
-    # Latency does not depend on trained weights (same shapes, same compute), so 05 needs no upstream;
-    # it runs alone so that no other notebook shares the CPU while it times. Its optional cue-to-reaction
-    # part takes `checkpoint` and `corpus_dir` (with latents): wire them here (04 / 02) once those exist.
+    # Timings do not depend on trained weights (same shapes, same compute); only cue-to-reaction needs 04's
+    # model (and the corpus in its latent space: eval.latency_cue picks the oracle view when the model was
+    # trained on it). 05 runs alone so that no other notebook shares the CPU while it times.
     Stage("05_latency", "notebooks/05_latency.ipynb", exclusive=True,
+          inputs={"corpus_dir": _CORPUS, "checkpoint": Upstream("04_dpo", "checkpoint.pt")},
           claims=("Motion latency about 0.5 s against 3.4 s for INFP*, a 6.8x speed-up (Table 1)",),
           tables=("table1",)),
     Stage("06_preference_study", "notebooks/06_preference_study.ipynb",
