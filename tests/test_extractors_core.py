@@ -252,6 +252,30 @@ def test_checkpoint_round_trip_keeps_card_and_outputs(tmp_path):
         EmbeddedIdentity.load(tmp_path / "f.pt")
     from eval.extractors.common import card_summary
     assert card_summary(back.card) == f"embedded-facecnn-v1 (r2 0.5; from {tmp_path / 'f.pt'})"
+    from eval.extractors.common import save_extractor  # a v1 checkpoint (config without pose_width) still loads
+    save_extractor(tmp_path / "v1.pt", FaceParamCNN(8, pose_width=0), make_card("embedded-facecnn-v1", "embedded"),
+                   {"width": 8})
+    v1 = FaceParamExtractor.load(tmp_path / "v1.pt")
+    assert not v1.model.aligned and v1(frames).shape == (4, 10)
+
+
+def test_facecnn_alignment_uses_the_renderers_geometry():
+    """The pose-normalising warp of the face extractor must project like the renderer (same rotation convention,
+    pivot, focal length and framing), and a frontal face warped with zoom 1 must come back unchanged."""
+    from data_prep.synth.identity import sample_appearance
+    from data_prep.synth.render import PIVOT, FaceRenderer
+    from eval.extractors.facecnn import _project, _rotations, align_faces
+    rng = np.random.default_rng(0)
+    r = FaceRenderer(sample_appearance(rng, "f"), 64)
+    pose = rng.uniform(-0.4, 0.4, (5, 3))
+    pts = rng.uniform(-1, 1, (7, 3))
+    theirs = r._project(np.einsum("tij,nj->tni", r._rotations(pose), pts - PIVOT) + PIVOT) / (r.canvas / 2) - 1
+    R = _rotations(torch.tensor(pose, dtype=torch.float32))
+    piv = torch.tensor(PIVOT, dtype=torch.float32)
+    ours = _project(torch.einsum("tij,nj->tni", R, torch.tensor(pts, dtype=torch.float32) - piv) + piv)
+    np.testing.assert_allclose(ours.numpy(), theirs, atol=1e-4)
+    x = torch.rand(2, 3, 64, 64)
+    np.testing.assert_allclose(align_faces(x, torch.zeros(2, 3), zoom=1.0).numpy(), x.numpy(), atol=1e-4)
 
 
 def test_interpolate_missing_landmark_frames():

@@ -32,18 +32,23 @@ def test_stream(corpus):
 
 
 def test_facecnn_recovers_params_on_unseen_identities(tmp_path):
-    from eval.extractors.facecnn import FaceParamExtractor, train_facecnn
+    from eval.extractors.facecnn import NAME, FaceParamExtractor, train_facecnn
     fx = train_facecnn(n_identities=96, frames_per_identity=30, steps=300, held_out_identities=6, threads=1)
     r2 = fx.card["quality"]["r2_heldout_renders"]  # 6 fresh identities x 100 frames, independent params
-    for name in ("jaw_open", "yaw", "pitch", "roll"):  # what 300 steps learn; smile, gaze need far more
-        assert r2[name] > 0.7, (name, r2)
-    assert r2["blink"] > 0.3, r2
+    for name in ("yaw", "pitch", "roll"):  # measured 0.94, 0.87, 0.96 (seeds 1, 2: >= 0.94, 0.95, 0.94)
+        assert r2[name] > 0.8, (name, r2)
+    # The small cues, read from the face aligned with the estimated pose. The v1 model (one CNN on the raw frame,
+    # train_facecnn(pose_width=0)) measured smile -0.00, brow 0.0, gaze_x 0.0, blink 0.53, jaw 0.79 here; v2
+    # 0.37, 0.75, 0.41, 0.70, 0.65 (jaw: 0.84-0.97 on five identities, -0.4 on the one with a full beard at this
+    # budget; 0.91 / 0.89 with seeds 1 / 2; 0.86 after 2000 steps). Gaze_y and laugh stay < 0.2 at 300 steps.
+    assert r2["smile"] > 0.2 and r2["gaze_x"] > 0.25 and r2["brow_raise"] > 0.5, r2
+    assert r2["blink"] > 0.5 and r2["jaw_open"] > 0.55, r2
     fx.save(tmp_path / "facecnn.pt")
     back = registry.resolve("face_params", embedded={"face_params": tmp_path / "facecnn.pt"})
     assert isinstance(back, FaceParamExtractor)
     held = render_bank(2, 10, seed=77)
     np.testing.assert_allclose(back(held["frames"]), fx(held["frames"]), atol=1e-5)
-    assert back.card["quality"]["r2_heldout_renders"] == r2 and back.card["name"] == "embedded-facecnn-v1"
+    assert back.card["quality"]["r2_heldout_renders"] == r2 and back.card["name"] == NAME == "embedded-facecnn-v2"
 
 
 def test_embedded_syncnet_finds_the_true_offset_and_a_known_shift(corpus, test_stream):
