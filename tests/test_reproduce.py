@@ -248,6 +248,9 @@ def test_export_reference_keeps_the_small_files_and_compares_equal(tmp_path, cap
     assert compare_runs(ref, run) == ([], 3)
     assert afsuite(["export-reference", str(run), "--out", str(ref)]) == 2  # no silent overwrite
     assert "--overwrite" in capsys.readouterr().err
+    (ref / "README.md").write_text("how this reference was made")
+    assert afsuite(["export-reference", str(run), "--out", str(ref), "--overwrite"]) == 0
+    assert (ref / "README.md").read_text() == "how this reference was made"  # a refresh keeps the notes
     assert afsuite(["export-reference", str(tmp_path / "nothing"), "--out", str(tmp_path / "r2")]) == 2
     assert not (tmp_path / "r2").exists()
 

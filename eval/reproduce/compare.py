@@ -130,7 +130,10 @@ def export_reference(run, dest, overwrite: bool = False) -> list[Path]:
     if not (run / "REPORT.md").is_file():
         raise FileNotFoundError(f"{run}: no REPORT.md here; export a finished `afsuite reproduce` run folder")
     files = sorted({p for pattern in REFERENCE_FILES for p in run.glob(pattern) if p.is_file()})
+    notes = Path(dest) / "README.md"  # written by hand (how the run was made): kept across a refresh
     with atomic_dir(dest, overwrite=overwrite, hint="pass --overwrite to replace the reference") as tmp:
+        if notes.is_file():
+            shutil.copy2(notes, tmp / "README.md")
         for f in files:
             (tmp / f.relative_to(run)).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, tmp / f.relative_to(run))
