@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 import time
 
 import numpy as np
@@ -256,15 +255,3 @@ def cmd_bench_metrics(args) -> int:
     print(summary_text(result))
     print(f"wrote {write_json(args.out, result)}")
     return 0
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.metrics_bench")
-    sub = parser.add_subparsers(dest="bench", required=True)
-    add_bench_metrics(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
