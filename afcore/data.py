@@ -57,6 +57,19 @@ class FramePairs(Dataset):
         return {"source": frames_to_images(frames[a]), "driving": frames_to_images(frames[b])}
 
 
+def corpus_view(corpus_dir, view) -> Path:
+    """A folder of links to every part of a corpus except its `latents/`, plus an empty `latents/` of its own:
+    latents of another space (a new autoencoder, the oracle embedding) never replace the corpus' own."""
+    src, view = Path(corpus_dir).resolve(), Path(view)
+    view.mkdir(parents=True, exist_ok=True)
+    for part in src.iterdir():
+        link = view / part.name
+        if part.name != LATENT_DIR and not link.is_symlink() and not link.exists():
+            link.symlink_to(part)
+    (view / LATENT_DIR).mkdir(exist_ok=True)
+    return view
+
+
 def latents_path(corpus_dir, conversation_id: str, person: str) -> Path:
     return Path(corpus_dir) / LATENT_DIR / f"{conversation_id}_{person}.npy"
 

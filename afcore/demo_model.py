@@ -184,12 +184,6 @@ def load_demo_models(checkpoint: str | os.PathLike = "", autoencoder: str | os.P
     return DemoModels(ae, model, readout, info)
 
 
-def latent_space_of(checkpoint) -> str:
-    """The latent space a generator checkpoint was trained in: an autoencoder digest, "oracle-params-...", or ""."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    return str(state.get("latent_space") or state.get("ae_tag") or ("oracle" if state.get("latents") == "oracle" else ""))
-
-
 def load_official_demo_models(official_dir, corpus_dir) -> DemoModels:
     """The released model (paper config, 512 px, wav2vec2 audio) from a folder holding flow_transformer.pth,
     motion_autoencoder.pth and wav2vec2-base-960h/ (nothing is downloaded). Slower than real time on a CPU."""

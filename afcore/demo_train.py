@@ -23,16 +23,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .data import LATENT_DIR, CorpusWindows, FramePairs, encode_corpus_latents, frames_to_images
+from .data import LATENT_DIR, CorpusWindows, FramePairs, corpus_view, encode_corpus_latents, frames_to_images
 from .demo_model import DemoModels, demo_config, load_demo_models, readout_for
 from .io import torch_save
 from .model import load_checkpoint
 from .motion_ae import MotionAutoencoder
 from .train import TrainProfile, WindowBatches, runtime, stage1
 from .train_ae import ae_tag, evaluate_autoencoder, load_autoencoder
-
-CORPUS_FILES = ("corpus.json", "manifest.parquet", "conversations.parquet", "segments.parquet", "identities.parquet",
-                "phrases.parquet", "events.parquet", "frames", "params", "audio")
 
 
 class ParamPairs(FramePairs):
@@ -105,19 +102,6 @@ def half_round(module: nn.Module) -> nn.Module:
 
 def _half_state(module: nn.Module) -> dict:
     return {k: (v.half() if v.is_floating_point() else v) for k, v in module.state_dict().items()}
-
-
-def corpus_view(corpus_dir, out) -> Path:
-    """A folder of links to a corpus plus its own `latents/`, so that encoding latents for a new autoencoder
-    never replaces the latents other stages keep in the shared corpus folder."""
-    src, view = Path(corpus_dir).resolve(), Path(out)
-    view.mkdir(parents=True, exist_ok=True)
-    for name in CORPUS_FILES:
-        link = view / name
-        if (src / name).exists() and not link.exists():
-            link.symlink_to(src / name)
-    (view / LATENT_DIR).mkdir(exist_ok=True)
-    return view
 
 
 def train_demo_models(corpus_dir, out, *, ae_steps: int = 2500, gen_steps: int = 4000, ae_batch: int = 16,

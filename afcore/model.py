@@ -50,6 +50,12 @@ def load_checkpoint(path, map_location="cpu") -> tuple[AvatarForcing, dict]:
     return model.eval(), state
 
 
+def latent_space_of(checkpoint) -> str:
+    """The latent space a generator checkpoint was trained in: an autoencoder digest, "oracle-params-...", or ""."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    return str(state.get("latent_space") or state.get("ae_tag") or ("oracle" if state.get("latents") == "oracle" else ""))
+
+
 class AvatarStream:
     """Live driver: 400 ms of both audio tracks and the user's motion latents in, the avatar's motion out.
 

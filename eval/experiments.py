@@ -29,8 +29,8 @@ from tqdm.auto import tqdm
 
 from afcore.baselines import generate_windowed
 from afcore.config import ModelConfig, get_config, infp_config, talking_config
-from afcore.data import CorpusWindows, latents_path
-from afcore.model import AvatarForcing, load_checkpoint
+from afcore.data import CorpusWindows, corpus_view, latents_path
+from afcore.model import AvatarForcing, latent_space_of, load_checkpoint
 from afcore.session import generate
 from afcore.train import TrainProfile, stage1
 from data_prep.corpus import Corpus
@@ -278,19 +278,13 @@ def oracle_latent_corpus(corpus_dir, latent_dim: int, seed: int = 0) -> Path:
     claims (user motion, masks, blocks, DPO) from the quality of a CPU-budget autoencoder, and the ridge
     readout inverts it exactly. Deterministic in (corpus, latent_dim, seed), so 03 and 04 build the same view."""
     src = Path(corpus_dir).resolve()
-    view = src.with_name(f"{src.name}_oracle_latents")
+    view = corpus_view(src, src.with_name(f"{src.name}_oracle_latents"))
     corpus = Corpus(src)
-    view.mkdir(exist_ok=True)
-    for p in src.iterdir():
-        link = view / p.name
-        if p.name != "latents" and not link.is_symlink():
-            link.symlink_to(p)
     streams = corpus.manifest[["conversation_id", "person", "split"]].drop_duplicates()
     train = np.concatenate([np.asarray(corpus.stream(r.conversation_id, r.person)["params"], np.float64)
                             for r in streams[streams.split == "train"].itertuples()])
     mu, sd = train.mean(0), train.std(0) + 1e-3
     Q = np.linalg.qr(np.random.default_rng([seed, latent_dim]).normal(size=(latent_dim, train.shape[1])))[0]
-    (view / "latents").mkdir(exist_ok=True)
     for r in streams.itertuples():
         params = np.asarray(corpus.stream(r.conversation_id, r.person)["params"], np.float64)
         scale = np.sqrt(latent_dim / train.shape[1])
@@ -299,6 +293,21 @@ def oracle_latent_corpus(corpus_dir, latent_dim: int, seed: int = 0) -> Path:
             "what": "oracle stage 0: m = sqrt(D / 10) standardised(true params) @ Q^T, Q random orthonormal"}
     (view / "latents" / "meta.json").write_text(json.dumps(meta))
     return view
+
+
+def latents_corpus_for(checkpoint, corpus_dir) -> tuple[Path, str | None]:
+    """The corpus folder whose latents are in the checkpoint's own latent space, and why it cannot be used (or
+    None): a model trained on oracle latents (03/04 with latents = "oracle") reads the oracle view; one trained on
+    an autoencoder's latents needs the corpus encoded with that same autoencoder."""
+    space = latent_space_of(checkpoint)
+    if space.startswith("oracle"):
+        return oracle_latent_corpus(corpus_dir, load_checkpoint(checkpoint)[0].cfg.latent_dim), None
+    meta = Path(corpus_dir) / "latents" / "meta.json"
+    have = json.loads(meta.read_text()).get("ae_tag") if meta.exists() else None
+    if space and have and space != have:
+        return Path(corpus_dir), (f"{checkpoint} was trained on latents of autoencoder {space}, but {meta} holds "
+                                  f"autoencoder {have}'s: re-encode with `afsuite data latents`")
+    return Path(corpus_dir), None
 
 
 def render_params(corpus_dir, identity: str, params: np.ndarray) -> np.ndarray:

@@ -22,7 +22,6 @@ fitted on the corpus' train split when none is given) is used.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -217,23 +216,6 @@ def corpus_reaction_delay(events, kind: str = "smile_mirror") -> dict | None:
         np.percentile(lat, 5)), "p95_ms": float(np.percentile(lat, 95)), "n": int(lat.size)}
 
 
-def _latents_for(checkpoint, corpus_dir, latent_dim: int) -> tuple[Path, str | None]:
-    """The corpus folder holding latents in the checkpoint's own latent space, or why there is none: a model
-    trained on oracle latents (03/04 with latents = "oracle") reads the oracle view of the corpus, one trained
-    on an autoencoder's latents needs the corpus encoded with that same autoencoder."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    space = str(state.get("latent_space") or "")
-    if space.startswith("oracle"):
-        from eval.experiments import oracle_latent_corpus
-        return oracle_latent_corpus(corpus_dir, latent_dim), None
-    meta = Path(corpus_dir) / "latents" / "meta.json"
-    have = json.loads(meta.read_text()).get("ae_tag") if meta.exists() else None
-    if space and have and space != have:
-        return Path(corpus_dir), (f"{checkpoint} was trained on latents of autoencoder {space}, but {meta} "
-                                  f"holds autoencoder {have}'s: re-encode with `afsuite data latents`")
-    return Path(corpus_dir), None
-
-
 def measure_cue_to_reaction(checkpoint, corpus_dir, *, readout=None, n_injections: int = 100, nfe: int = 10,
                             seed: int = 0, compute_ms: float | None = None, split: str = "test",
                             max_conversations: int = 20, progress: bool = True) -> dict:
@@ -256,7 +238,8 @@ def measure_cue_to_reaction(checkpoint, corpus_dir, *, readout=None, n_injection
     if model.cfg.conditioner != "dual":
         return {"ours": not_measurable(f"{checkpoint} is a '{model.cfg.conditioner}' model, not Avatar Forcing: "
                                        "a user-motion cue cannot reach it"), **applicability}
-    corpus_dir, why = _latents_for(checkpoint, corpus_dir, model.cfg.latent_dim)
+    from eval.experiments import latents_corpus_for
+    corpus_dir, why = latents_corpus_for(checkpoint, corpus_dir)
     if not why and not latents_path(corpus_dir, "x", "A").parent.is_dir():
         why = f"{corpus_dir} has no motion latents: run `afsuite data latents`"
     if why:

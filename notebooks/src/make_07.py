@@ -45,7 +45,7 @@ os.chdir(root)  # every relative path below is relative to the repository
 from IPython.display import Image, Markdown, display
 
 from afcore.demo import LiveEngine, Scene
-from afcore.demo_model import ensure_corpus, latent_space_of, load_demo_models, load_official_demo_models
+from afcore.demo_model import ensure_corpus, load_demo_models, load_official_demo_models
 from afcore.demo_train import train_demo_models
 from afcore.demo_run import reaction_check, reaction_figure, set_threads
 from afcore.demo_widgets import DemoUI, served_by_voila
@@ -67,11 +67,8 @@ elif train_ae_steps and train_gen_steps and not checkpoint:
     models = train_demo_models(corpus_dir, out / "trained", ae_steps=train_ae_steps, gen_steps=train_gen_steps,
                                seed=seed, threads=threads)
 else:
-    latent_corpus = None
-    if checkpoint and latent_space_of(checkpoint).startswith("oracle"):  # 03/04 with latents = "oracle"
-        from eval.experiments import oracle_latent_corpus
-        from afcore.model import load_checkpoint
-        latent_corpus = oracle_latent_corpus(corpus_dir, load_checkpoint(checkpoint)[0].cfg.latent_dim)
+    from eval.experiments import latents_corpus_for  # an oracle-latent model (03/04) reads the oracle view
+    latent_corpus = latents_corpus_for(checkpoint, corpus_dir)[0] if checkpoint else None
     models = load_demo_models(checkpoint, autoencoder, corpus_dir, latent_corpus)
 cfg = models.cfg
 stage0 = ("ORACLE latents (true face parameters, linearly embedded; the avatar is drawn by the corpus renderer, "
