@@ -16,9 +16,8 @@ The corpus' own reaction delay (events.parquet, e.g. smile_mirror latency 0.3-0.
 a model that learned the corpus reacts no sooner; the system delay is what the streaming machinery adds.
 
 Readout interface: any callable `readout(latents (B, T, D)) -> params (B, T, P)` with a `columns` attribute
-naming the P parameters. `LinearReadout` (latents @ W + b) defines the .pt format {"weight" (D, P), "bias" (P,),
-"columns", "info"}; on real data the suite's shared ridge readout (eval.readout: `readout.pt` of notebook 02, or
-fitted on the corpus' train split when none is given) is used.
+naming the P parameters: the suite's ridge readout (eval.readout.ParamReadout: `readout.pt` of notebook 02, or
+fitted on the corpus' train split when none is given).
 """
 from __future__ import annotations
 
@@ -28,7 +27,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from afcore.io import torch_save
 
 
 # --------------------------------------------------------------------------------------------- onset detection
@@ -62,35 +60,6 @@ def rising_onsets(param, threshold: float, quiet: int) -> list[int]:
     p = np.asarray(param, dtype=float)
     up = np.flatnonzero((p[1:] >= threshold) & (p[:-1] < threshold)) + 1
     return [int(i) for i in up if i >= quiet and p[i - quiet:i - quiet // 2].max() < threshold / 2]
-
-
-# --------------------------------------------------------------------------------------------- readout
-class LinearReadout(torch.nn.Module):
-    """latents (B, T, D) -> parameters (B, T, P) = latents @ W + b, with `columns` naming the P outputs."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, columns, info: dict | None = None):
-        super().__init__()
-        self.register_buffer("weight", weight.float())  # (D, P)
-        self.register_buffer("bias", bias.float())  # (P,)
-        self.columns, self.info = tuple(columns), dict(info or {})
-        if self.weight.shape[1] != len(self.columns):
-            raise ValueError(f"readout has {self.weight.shape[1]} outputs but {len(self.columns)} column names")
-
-    def forward(self, latents):
-        return latents.float() @ self.weight + self.bias
-
-    def save(self, path) -> Path:
-        return torch_save({"weight": self.weight, "bias": self.bias, "columns": list(self.columns),
-                           "info": self.info}, path)
-
-    @classmethod
-    def load(cls, path) -> LinearReadout:
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no readout here; fit one with eval.latency_cue.fit_linear_readout "
-                                    "or leave the readout unset to fit it from the corpus' train split")
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        return cls(state["weight"], state["bias"], state["columns"], state.get("info"))
 
 
 # --------------------------------------------------------------------------------------------- injection

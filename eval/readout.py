@@ -11,8 +11,8 @@ identities training never saw. Every metrics.json that uses it carries its `card
     params = readout(latents)                              # (..., D) -> (..., 10), numpy or torch
     readout.save("readout.pt"); ParamReadout.load("readout.pt")
 
-The .pt holds {"weight" (D, P), "bias" (P,), "columns", "info"}: the format of eval.latency_cue's
-LinearReadout, so 05's cue-to-reaction measurement can load it as its `readout`.
+The .pt holds {"weight" (D, P), "bias" (P,), "columns", "info"}; 05's cue-to-reaction measurement loads it as
+its `readout`.
 """
 from __future__ import annotations
 

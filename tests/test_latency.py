@@ -23,8 +23,8 @@ from eval.latency import (
     system_config,
 )
 from eval.latency_bench import bench_latency, compare_systems, latency_claim, paper_reference
+from eval.readout import ParamReadout
 from eval.latency_cue import (
-    LinearReadout,
     cue_to_reaction,
     detect_onset,
     measure_cue_to_reaction,
@@ -103,19 +103,6 @@ def test_onset_detector_with_noise_polarity_and_no_reaction():
     assert rising_onsets(p, 0.4, 10) == [23, 123]
 
 
-def test_linear_readout_format_loads_in_the_suite_readout(tmp_path):
-    from eval.readout import ParamReadout
-    rng = np.random.default_rng(1)
-    W, X = rng.normal(size=(16, 3)), rng.normal(size=(5, 7, 16))
-    path = LinearReadout(torch.tensor(W), torch.full((3,), 0.5), ("a", "smile", "b")).save(tmp_path / "readout.pt")
-    for loaded in (LinearReadout.load(path), ParamReadout.load(path)):
-        out = loaded(torch.tensor(X, dtype=torch.float32))  # (B, T, D) -> (B, T, P)
-        np.testing.assert_allclose(out.numpy(), X @ W + 0.5, atol=1e-4)
-        assert tuple(loaded.columns) == ("a", "smile", "b")
-    with pytest.raises(FileNotFoundError, match="no readout here"):
-        LinearReadout.load(tmp_path / "missing.pt")
-
-
 def test_cue_to_reaction_recovers_a_planted_mirroring_delay():
     """A fake 'model' that mirrors the user's motion d frames later: the pipeline must report d x 40 ms."""
     rng = np.random.default_rng(0)
@@ -130,7 +117,7 @@ def test_cue_to_reaction_recovers_a_planted_mirroring_delay():
             "columns": ("jaw_open", "smile")}
     W = np.zeros((D, 2))
     W[:, 1] = direction / direction.dot(direction)
-    readout = LinearReadout(torch.tensor(W), torch.zeros(2), conv["columns"])
+    readout = ParamReadout(W, np.zeros(2), conv["columns"])
 
     def mirror(aa, ua, um, ref):  # (T, D) -> (T, D), d frames late
         return torch.cat([um[:1].expand(d, -1), um[:-d]])
