@@ -2,12 +2,11 @@
 
 Run from the repo root: `.venv/bin/python notebooks/src/make_01.py`.
 """
-from pathlib import Path
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-REPO = Path(__file__).resolve().parents[2]
+from nbwrite import KERNEL, write_notebook
 
 INTRO = """# 01 · Dataset curation
 
@@ -188,7 +187,7 @@ print(json.dumps(metrics, indent=1)[:3000])'''
 
 def build() -> nbformat.NotebookNode:
     nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata.update(KERNEL)
     params = new_code_cell(PARAMETERS)
     params.metadata["tags"] = ["parameters"]
     nb.cells = [
@@ -215,6 +214,4 @@ def build() -> nbformat.NotebookNode:
 
 
 if __name__ == "__main__":
-    path = REPO / "notebooks" / "01_dataset_curation.ipynb"
-    nbformat.write(build(), path)
-    print(f"wrote {path}")
+    write_notebook(build(), "notebooks/01_dataset_curation.ipynb")

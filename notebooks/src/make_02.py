@@ -2,13 +2,10 @@
 
 Run from the repo root: `.venv/bin/python notebooks/src/make_02.py`.
 """
-from pathlib import Path
 
-import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-REPO = Path(__file__).resolve().parents[2]
-KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+from nbwrite import KERNEL, write_notebook
 
 INTRO = """# 02 · Motion autoencoder (stage 0)
 
@@ -191,8 +188,4 @@ def notebook():
 
 
 if __name__ == "__main__":
-    path = REPO / "notebooks" / "02_motion_autoencoder.ipynb"
-    nb = notebook()
-    nbformat.validate(nb)
-    nbformat.write(nb, path)
-    print(f"wrote {path}")
+    write_notebook(notebook(), "notebooks/02_motion_autoencoder.ipynb")

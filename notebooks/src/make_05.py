@@ -2,12 +2,10 @@
 
 Run from the repo root: `.venv/bin/python notebooks/src/make_05.py`.
 """
-from pathlib import Path
 
-import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-REPO = Path(__file__).resolve().parents[2]
+from nbwrite import KERNEL, write_notebook
 
 PARAMETERS = '''profile = "smoke"
 out_dir = "results/smoke/05_latency"
@@ -195,13 +193,8 @@ def latency_notebook():
         new_code_cell(READING),
         new_code_cell(WRITE),
     ]
-    return new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                              "language": "python"}})
+    return new_notebook(cells=cells, metadata=KERNEL)
 
 
 if __name__ == "__main__":
-    path = REPO / "notebooks" / "05_latency.ipynb"
-    nb = latency_notebook()
-    nbformat.validate(nb)
-    nbformat.write(nb, path)
-    print(f"wrote {path}")
+    write_notebook(latency_notebook(), "notebooks/05_latency.ipynb")

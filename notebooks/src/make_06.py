@@ -2,12 +2,9 @@
 
 Run from the repo root: `.venv/bin/python notebooks/src/make_06.py`.
 """
-from pathlib import Path
-
-import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-REPO = Path(__file__).resolve().parents[2]
+from nbwrite import KERNEL, write_notebook
 
 FIND_REPO = '''import sys
 from pathlib import Path
@@ -211,8 +208,7 @@ def preference_notebook():
         new_code_cell(FORM),
         new_code_cell(WRITE),
     ]
-    return new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                              "language": "python"}})
+    return new_notebook(cells=cells, metadata=KERNEL)
 
 
 def rating_notebook():
@@ -231,13 +227,9 @@ votes_file = os.environ.get("AFSUITE_STUDY_VOTES", "study/votes.csv")'''
                                "with the same rater id."),
              new_code_cell(params, metadata={"tags": ["parameters"]}),
              new_code_cell(code)]
-    return new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                              "language": "python"}})
+    return new_notebook(cells=cells, metadata=KERNEL)
 
 
 if __name__ == "__main__":
-    for path, nb in ((REPO / "notebooks" / "06_preference_study.ipynb", preference_notebook()),
-                     (REPO / "eval" / "study" / "rate.ipynb", rating_notebook())):
-        nbformat.validate(nb)
-        nbformat.write(nb, path)
-        print(f"wrote {path}")
+    write_notebook(preference_notebook(), "notebooks/06_preference_study.ipynb")
+    write_notebook(rating_notebook(), "eval/study/rate.ipynb")

@@ -2,12 +2,10 @@
 
 Run from the repo root: `.venv/bin/python notebooks/src/make_07.py`.
 """
-from pathlib import Path
 
-import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-REPO = Path(__file__).resolve().parents[2]
+from nbwrite import KERNEL, write_notebook
 
 PARAMETERS = '''profile = "smoke"
 out_dir = "results/smoke/07_live_demo"
@@ -183,13 +181,8 @@ def live_demo_notebook():
         new_code_cell(REACTION),
         new_code_cell(WRITE),
     ]
-    return new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                              "language": "python"}})
+    return new_notebook(cells=cells, metadata=KERNEL)
 
 
 if __name__ == "__main__":
-    path = REPO / "notebooks" / "07_live_demo.ipynb"
-    nb = live_demo_notebook()
-    nbformat.validate(nb)
-    nbformat.write(nb, path)
-    print(f"wrote {path}")
+    write_notebook(live_demo_notebook(), "notebooks/07_live_demo.ipynb")
