@@ -27,11 +27,12 @@ def _ingest(args) -> int:
     from data_prep.ingest import IngestConfig, ingest
 
     cfg = IngestConfig(size=args.size, layout=args.layout, detect_every=args.detect_every, vad=args.vad,
+                       pyannote_model=args.pyannote_model,
                        clip_seconds=args.clip_seconds, seed=args.seed, mp4=not args.no_mp4,
                        scene_cuts=not args.no_scene_cuts, scene_k=args.scene_k, scene_threshold=args.scene_threshold)
     try:
         out = ingest(args.src, args.out, cfg, overwrite=args.overwrite, progress=not args.quiet)
-    except (ValueError, FileExistsError, FileNotFoundError) as err:
+    except (ValueError, FileExistsError, FileNotFoundError, ImportError) as err:
         print(f"afsuite data ingest: error: {err}", file=sys.stderr)
         return 2
     corpus = Corpus(out)
@@ -85,7 +86,11 @@ def register(subparsers) -> None:
     q.add_argument("--size", type=int, default=64)
     q.add_argument("--layout", default="auto", choices=("auto", "pair", "side-by-side"))
     q.add_argument("--detect-every", type=int, default=5, help="run the face detector every n frames")
-    q.add_argument("--vad", default="auto", choices=("auto", "silero", "energy"))
+    q.add_argument("--vad", default="auto", choices=("auto", "silero", "energy", "pyannote"),
+                   help="voice activity: silero-vad (auto, if installed), energy, or pyannote (needs --pyannote-model)")
+    q.add_argument("--pyannote-model", default=None, metavar="PATH",
+                   help="local pyannote.audio segmentation checkpoint (pytorch_model.bin or its folder) for "
+                        "--vad pyannote; nothing is downloaded")
     q.add_argument("--clip-seconds", type=float, default=15.0)
     q.add_argument("--seed", type=int, default=0, help="seeds the split assignment")
     q.add_argument("--no-scene-cuts", action="store_true",

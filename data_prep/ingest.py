@@ -75,7 +75,8 @@ class IngestConfig:
     clip_seconds: float = 15.0
     split_fractions: tuple = (0.8, 0.1, 0.1)
     seed: int = 0
-    vad: str = "auto"
+    vad: str = "auto"  # "auto" (silero if importable) | "silero" | "energy" | "pyannote"
+    pyannote_model: str | None = None  # local pyannote.audio segmentation checkpoint, for vad="pyannote"
     mp4: bool = True
     params: bool = True  # face parameters from dlib landmarks (NaN when False or dlib is missing)
     detector: str = "auto"  # "auto" (dlib HOG if installed) | "dlib" | "skimage"
@@ -95,6 +96,11 @@ class IngestConfig:
             raise ValueError(f"--layout must be auto, pair or side-by-side, got {self.layout!r}")
         if self.detect_every < 1:
             raise ValueError(f"--detect-every must be >= 1, got {self.detect_every}")
+        if self.vad not in ("auto", "silero", "energy", "pyannote"):
+            raise ValueError(f"--vad must be auto, silero, energy or pyannote, got {self.vad!r}")
+        if (self.vad == "pyannote") != (self.pyannote_model is not None):
+            raise ValueError("--vad pyannote needs --pyannote-model PATH (a local pyannote.audio segmentation "
+                             "checkpoint) and --pyannote-model is only used with --vad pyannote")
         if self.detector not in ("auto", "dlib", "skimage"):
             raise ValueError(f"detector must be auto, dlib or skimage, got {self.detector!r}")
         if self.scene_cuts:
@@ -124,7 +130,7 @@ def discover(src: Path, layout: str = "auto") -> list[dict]:
     return sorted(convs, key=lambda c: c["conversation_id"])
 
 
-def _person_audio(conv, src: Path, params: dict, vad_backend: str) -> tuple[dict, str, list]:
+def _person_audio(conv, src: Path, params: dict, cfg: IngestConfig, vad_backend: str) -> tuple[dict, str, list]:
     """person -> (N,) float32 16 kHz voice, a description of where it came from, notes."""
     from data_prep import vad
 
@@ -147,7 +153,7 @@ def _person_audio(conv, src: Path, params: dict, vad_backend: str) -> tuple[dict
     if len(x) == 2:
         return {"A": x[0], "B": x[1]}, "stereo: left channel = A, right channel = B", notes
     if all(np.isfinite(params[p]).any() for p in "AB"):
-        hyp, _ = vad.detect(x[0], f"{cid}_mix", vad_backend)
+        hyp, _ = vad.detect(x[0], f"{cid}_mix", vad_backend, cfg.pyannote_model)
         assigned = assign_by_lips([(s.start, s.end) for s in hyp.get_timeline()], params, FPS)
         count = {k: sum(a[2] == k for a in assigned) for k in ("A", "B", None)}
         return split_mixed(x[0], assigned, SAMPLE_RATE), (
@@ -228,7 +234,7 @@ def ingest_conversation(conv: dict, src: Path, tmp: Path, cfg: IngestConfig, vad
         share = float(np.isfinite(lm).all(1).mean()) if len(lm) else 0.0
         if share < 0.5:
             notes.append(f"{cid} person {p}: landmarks found in only {share:.0%} of frames (params NaN elsewhere)")
-    voices, audio_note, n = _person_audio(conv, src, params, vad_backend)
+    voices, audio_note, n = _person_audio(conv, src, params, cfg, vad_backend)
     notes += n
     rows = {"clips": [], "segments": []}
     bounds = []  # (start, end) of every clip: each shot cut into clips of about clip_seconds
@@ -243,7 +249,7 @@ def ingest_conversation(conv: dict, src: Path, tmp: Path, cfg: IngestConfig, vad
             notes.append(f"{cid} person {p}: audio {len(x) / SAMPLE_RATE:.1f} s shorter than video {T / FPS:.1f} s; padded with silence")
         x = np.pad(x, (0, max(0, T * SAMPLES_PER_FRAME - len(x))))
         wavfile.write(tmp / f"audio/{cid}_{p}.wav", SAMPLE_RATE, (np.clip(x, -1, 1) * 32767).astype(np.int16))
-        hyp, _ = vad.detect(x.astype(np.float32), f"{cid}_{p}", vad_backend)
+        hyp, _ = vad.detect(x.astype(np.float32), f"{cid}_{p}", vad_backend, cfg.pyannote_model)
         rows["segments"] += [dict(conversation_id=cid, person=p, identity=f"{cid}_{p}", kind="speech",
                                   start=s.start, end=s.end) for s in hyp.get_timeline()]
         paths = {"frames_path": f"frames/{cid}_{p}.npy", "params_path": f"params/{cid}_{p}.npy",
@@ -276,12 +282,16 @@ def ingest(src, out, cfg: IngestConfig = IngestConfig(), overwrite: bool = False
     """Ingest every conversation under `src` into `out` (atomically, like the synthetic builder)."""
     from afcore.io import atomic_dir
     from data_prep.synth.build import _write_rttm
-    from data_prep.vad import silero_available
+    from data_prep.vad import pyannote_checkpoint, pyannote_pipeline, silero_available
 
     cfg, src, out = cfg.validate(), Path(src), Path(out)
+    vad_backend = cfg.vad if cfg.vad != "auto" else ("silero" if silero_available() else "energy")
+    vad_model = str(pyannote_checkpoint(cfg.pyannote_model)) if cfg.vad == "pyannote" else None
+    if vad_model:  # loaded up front: a missing or broken model must stop the run, not skip every conversation
+        pyannote_pipeline(vad_model)
+    vad_note = f"vad: {vad_backend}" + (f" (segmentation model {vad_model})" if vad_model else "")
     with atomic_dir(out, overwrite, hint="pass --overwrite or choose another --out") as tmp:
         convs = discover(src, cfg.layout)
-        vad_backend = cfg.vad if cfg.vad != "auto" else ("silero" if silero_available() else "energy")
         detector = FaceDetector({"auto": "auto", "dlib": "dlib", "skimage": "skimage-lbp"}[cfg.detector])
         extractor, params_note = landmark_extractor() if cfg.params else (None, "face parameters disabled (params=False)")
         for sub in ("frames", "params", "audio", "rttm", "video"):
@@ -301,7 +311,7 @@ def ingest(src, out, cfg: IngestConfig = IngestConfig(), overwrite: bool = False
                 continue
             results.append(r)
             curation.append(dict(conversation_id=c["conversation_id"], files=files, status="ok", problem=None,
-                                 notes=r["notes"] + [f"audio: {r['conversation']['audio']}"], **r["scenes"]))
+                                 notes=r["notes"] + [f"audio: {r['conversation']['audio']}", vad_note], **r["scenes"]))
             for note in r["notes"]:
                 log.info("%s: %s", c["conversation_id"], note)
         if not results:
@@ -328,7 +338,7 @@ def ingest(src, out, cfg: IngestConfig = IngestConfig(), overwrite: bool = False
                 _write_rttm(tmp / f"rttm/{c}_{p}.rttm", f"{c}_{p}", segments[(segments.conversation_id == c) & (segments.person == p)])
         meta = dict(format_version=1, generator="data_prep.ingest", source=str(src), config=asdict(cfg), fps=FPS,
                     sample_rate=SAMPLE_RATE, samples_per_frame=SAMPLES_PER_FRAME, size=cfg.size, voice_backend="real",
-                    voice_backend_description="recorded speech", vad_backend=vad_backend,
+                    voice_backend_description="recorded speech", vad_backend=vad_backend, vad_model=vad_model,
                     params_source=PARAMS_SOURCE if extractor is not None else None, params_note=params_note or
                     "dlib 68-landmark proxies mapped to jaw_open, smile, brow_raise, blink (eye opening), yaw, pitch, "
                     "roll; gaze_x, gaze_y, laugh not measured (NaN); units are not the synthetic corpus's",

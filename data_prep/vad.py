@@ -1,13 +1,20 @@
 """Voice activity detection on one person's track: silero-vad (model shipped in its wheel) or, when it
-cannot be imported, a plain energy detector. Results are pyannote.core Annotations so they can be scored
-against the corpus turns with pyannote.metrics."""
+cannot be imported, a plain energy detector; optionally pyannote.audio's VoiceActivityDetection pipeline on
+a segmentation model the user placed locally (nothing is downloaded). Results are pyannote.core Annotations
+so they can be scored against the corpus turns with pyannote.metrics."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
 from data_prep.schema import SAMPLE_RATE
 
-_SILERO = {}
+BACKENDS = ("auto", "silero", "energy", "pyannote")
+# hysteresis thresholds on the speech probability and the shortest speech / gap kept (seconds): generic
+# values, since a local checkpoint comes without its tuned ones (set them here, or pass params= for one call)
+PYANNOTE_PARAMS = dict(onset=0.5, offset=0.4, min_duration_on=0.1, min_duration_off=0.1)
+_SILERO, _PYANNOTE = {}, {}
 
 
 def silero_available() -> bool:
@@ -65,13 +72,79 @@ def energy_segments(audio: np.ndarray, margin_db: float = 15.0, min_gap: float =
     return [(a, b) for a, b in segs if b - a >= min_len]
 
 
-def detect(audio: np.ndarray, uri: str = "track", backend: str = "auto"):
-    """(Annotation, backend used). backend: "auto" (silero if importable), "silero" or "energy"."""
+def pyannote_checkpoint(path) -> Path:
+    """The checkpoint file behind `path` (a pytorch_model.bin, or a folder holding one), checked to exist."""
+    path = Path(path).expanduser().resolve()
+    file = path / "pytorch_model.bin" if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"pyannote segmentation model {file} not found: put a pyannote.audio checkpoint there (a "
+            f"pytorch_model.bin or its folder, e.g. copied from a machine that has pyannote/segmentation); "
+            f"nothing is downloaded. Or use --vad silero / energy")
+    return file
+
+
+def pyannote_pipeline(model_path, params: dict | None = None):
+    """pyannote.audio VoiceActivityDetection on the local checkpoint `model_path`, instantiated with
+    PYANNOTE_PARAMS updated by `params`; cached per (file, params) since loading costs far more than a track."""
+    file = pyannote_checkpoint(model_path)
+    params = dict(PYANNOTE_PARAMS, **(params or {}))
+    key = (str(file), tuple(sorted(params.items())))
+    if key in _PYANNOTE:
+        return _PYANNOTE[key]
+    try:
+        from pyannote.audio import Model
+        from pyannote.audio.pipelines.voice_activity_detection import VoiceActivityDetection
+        from pyannote.audio.telemetry import set_telemetry_metrics
+    except ImportError as err:
+        raise ImportError(f"the pyannote VAD backend needs pyannote.audio ({err}): pip install pyannote.audio, "
+                          f"or use --vad silero / energy") from err
+    set_telemetry_metrics(False)  # on by default, it would post usage reports to pyannote's server
+    try:
+        # an existing local file never reaches the Hugging Face hub; strict=False as pyannote's own get_model:
+        # released checkpoints may carry training-only weights (e.g. a loss's)
+        model = Model.from_pretrained(str(file), map_location="cpu", strict=False)
+        frame_level = all(s.resolution.name == "FRAME" for s in model.specifications)
+    except Exception as err:  # torch, lightning and pyannote each fail their own way on a wrong file
+        raise ValueError(f"{file} is not a pyannote.audio model checkpoint ({type(err).__name__}: {err}); "
+                         f"give the pytorch_model.bin of a segmentation model saved by pyannote.audio") from err
+    if not frame_level:
+        raise ValueError(f"{file} holds a {type(model).__name__}, not a frame-level segmentation model: VAD "
+                         f"needs one like pyannote/segmentation")
+    pipe = VoiceActivityDetection(segmentation=model)
+    if model.specifications.powerset:  # powerset models binarise at a fixed 0.5: no onset/offset to tune
+        params = {k: v for k, v in params.items() if k not in ("onset", "offset")}
+    _PYANNOTE[key] = pipe.instantiate(params)
+    return _PYANNOTE[key]
+
+
+def pyannote_segments(audio: np.ndarray, model_path, params: dict | None = None) -> list:
+    """[(start_s, end_s)] from pyannote.audio's VoiceActivityDetection on a 16 kHz mono track held in memory."""
+    import torch
+    from pyannote.core import Segment
+
+    if not len(audio):  # pyannote reads a (1, 0) waveform as (time, channel) and rejects it
+        return []
+    wav = torch.from_numpy(np.ascontiguousarray(audio, np.float32))[None]  # (1, T)
+    speech = pyannote_pipeline(model_path, params)({"waveform": wav, "sample_rate": SAMPLE_RATE, "uri": "track"})
+    # a track shorter than the model's window is zero-padded to it: keep only what lies inside the track
+    return [(s.start, s.end) for s in speech.get_timeline().support().crop(Segment(0, len(audio) / SAMPLE_RATE))]
+
+
+def detect(audio: np.ndarray, uri: str = "track", backend: str = "auto", pyannote_model=None):
+    """(Annotation, backend used). backend: "auto" (silero if importable), "silero", "energy" or "pyannote"
+    (needs `pyannote_model`, the path of a local pyannote.audio segmentation checkpoint)."""
     if backend == "auto":
         backend = "silero" if silero_available() else "energy"
-    if backend not in ("silero", "energy"):
-        raise ValueError(f"VAD backend must be auto, silero or energy, got {backend!r}")
-    segs = silero_segments(audio) if backend == "silero" else energy_segments(audio)
+    if backend not in BACKENDS:
+        raise ValueError(f"VAD backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "pyannote":
+        if pyannote_model is None:
+            raise ValueError("the pyannote VAD backend needs pyannote_model= (--pyannote-model PATH), the path of "
+                             "a local pyannote.audio segmentation checkpoint")
+        segs = pyannote_segments(audio, pyannote_model)
+    else:
+        segs = silero_segments(audio) if backend == "silero" else energy_segments(audio)
     return _segments_to_annotation(segs, uri), backend
 
 
