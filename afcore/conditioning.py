@@ -29,14 +29,16 @@ class DualMotionEncoder(nn.Module):
         self.avatar_attn = nn.MultiheadAttention(d, cfg.cond_heads, batch_first=True)
         self.avatar_norm = nn.LayerNorm(d)
         self.to_hidden = nn.Linear(d, cfg.hidden)
-        self.band = cfg.cond_band
+        self.band = None if cfg.cond_band is None else (cfg.cond_band if cfg.cond_past is None else cfg.cond_past,
+                                                         cfg.cond_band)  # (past, future) frames
 
     def forward(self, avatar_audio, user_audio, user_motion):  # each (B, L, C)
         L = user_motion.shape[1]
         blocked = None
         if self.band is not None:  # True = may not attend (nn.MultiheadAttention's convention)
             i = torch.arange(L, device=user_motion.device)
-            blocked = (i[:, None] - i[None, :]).abs() > self.band  # (L, L)
+            ahead = i[None, :] - i[:, None]  # key frame - query frame
+            blocked = (ahead > self.band[1]) | (ahead < -self.band[0])  # (L, L)
         m = self.motion_mlp(user_motion)
         u = F.silu(self.user_norm(m + self.user_attn(m, user_audio, user_audio, attn_mask=blocked, need_weights=False)[0]))
         c = F.silu(self.avatar_norm(avatar_audio + self.avatar_attn(avatar_audio, u, u, attn_mask=blocked,

@@ -36,6 +36,9 @@ class ModelConfig:
     # cannot tell when the user moved (with silent avatar audio every query is the same: a window average).
     # k: frame i of the dual encoder reads user frames i-k .. i+k only (see afcore/README.md).
     cond_band: int | None = None
+    # p (needs cond_band): frame i reads i-p .. i+cond_band instead, so a reaction 0.3-0.8 s after the user's
+    # cue can be read off the condition itself; a streaming Session keeps the 2p frames of history it needs.
+    cond_past: int | None = None
     audio_encoder: str = "mel"  # "mel": embedded, streams; "wav2vec2": transformers model from a local folder
     wav2vec2_dir: str | None = None
     n_mels: int = 80
@@ -65,6 +68,8 @@ class ModelConfig:
             raise ValueError(f"conditioner must be one of {CONDITIONERS}, got {self.conditioner!r}")
         if self.window % self.block:
             raise ValueError(f"window ({self.window}) must be a multiple of block ({self.block})")
+        if self.cond_past is not None and (self.cond_band is None or self.cond_past < 0):
+            raise ValueError(f"cond_past ({self.cond_past}) needs cond_band set and must be >= 0")
         if self.hidden % self.heads or self.cond_dim % self.cond_heads:
             raise ValueError("hidden must divide by heads and cond_dim by cond_heads")
 
@@ -84,6 +89,12 @@ class ModelConfig:
         token-level look-ahead, the whole previous block for the block-level reading, none otherwise.
         """
         return {"lookahead": self.lookahead, "block_lookahead": self.block}.get(self.mask, 0)
+
+    @property
+    def cond_history(self) -> int:
+        """Frames of condition streams before a streaming window that its dual-encoder output depends on: two
+        attention hops (user motion -> user audio, avatar audio -> fused user) of cond_past frames each."""
+        return 2 * self.cond_past if self.cond_past else 0
 
     @property
     def cache_len(self) -> int:
@@ -120,6 +131,10 @@ def talking_config(cfg: ModelConfig) -> ModelConfig:
     """Talking-only model (the FLOAT-like row and the DPO loser generator): avatar audio only, causal."""
     return replace(cfg, name=f"{cfg.name}-talking", conditioner="avatar_only")
 
+
+# `tiny` whose dual encoder reads the user's last 0.8 s (cond_band, cond_past): the live demo's reactive generator.
+# At this budget the official encoder's window average is not learned as a reaction (afcore/README.md).
+CONFIGS["tiny-reactive"] = replace(CONFIGS["tiny"], name="tiny-reactive", cond_band=2, cond_past=20)
 
 for _base in ("paper", "tiny"):
     CONFIGS[f"{_base}-infp"] = infp_config(CONFIGS[_base])

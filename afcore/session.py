@@ -60,6 +60,7 @@ class Session:
         self.past: Past | None = None
         self.tail_x = None  # (B, o, D) clean offset frames to re-feed
         self.tail_cond = None  # three (B, o, C) condition streams of those frames
+        self.cond_hist = None  # three (B, <= cfg.cond_history, C) streams before the window (cond_past models)
         self.history = []  # cache=False: every written window, to recompute the K/V from
 
     @property
@@ -89,7 +90,9 @@ class Session:
         pos = torch.arange(self.frames_done - o, self.frames_done + n, device=x.device)
         clock = _clock(x.device)
         t0 = clock()
-        cond3 = self.model.encode_conditions(*_cfg_branches(*streams))  # (3B, L, H)
+        if self.cond_hist is not None:  # history frames only feed the band; their outputs are dropped
+            streams = tuple(torch.cat([h, s], 1) for h, s in zip(self.cond_hist, streams))
+        cond3 = self._encode(streams, x.shape[1])  # (3B, L, H)
         past = self.past if self.cache else self._recompute_past()
         t1 = clock()
         x = self._denoise(x, o, cond3, pos, past)
@@ -114,10 +117,16 @@ class Session:
             x = euler_step(x, cfg_combine(*v3.chunk(3), self.w_audio, self.w_user), t_tok, t_nxt)
         return x
 
+    def _encode(self, streams, frames: int) -> torch.Tensor:
+        """Condition streams (history + window) -> condition tokens of the window's last `frames` frames."""
+        return self.model.encode_conditions(*_cfg_branches(*streams))[:, -frames:]
+
     def _write(self, x, streams, cond3, pos, past):
         """The clean pass: K/V of every window token except the last `offset` enter the cache."""
         cfg = self.cfg
         keep = x.shape[1] - cfg.offset
+        if cfg.cond_history:  # streams = history + window; the next window starts at this one's tail
+            self.cond_hist = tuple(s[:, :s.shape[1] - cfg.offset][:, -cfg.cond_history:] for s in streams)
         if self.cache:
             _, kv = self.model(x.repeat(3, 1, 1), torch.zeros(3 * x.shape[0], x.shape[1], device=x.device), cond3, self.ref3,
                                pos, past, return_kv=True)
@@ -125,13 +134,13 @@ class Session:
         else:
             self.history.append((x, streams, pos))
         self.tail_x = x[:, keep:] if cfg.offset else None
-        self.tail_cond = tuple(s[:, keep:] for s in streams) if cfg.offset else None
+        self.tail_cond = tuple(s[:, s.shape[1] - cfg.offset:] for s in streams) if cfg.offset else None
 
     def _recompute_past(self) -> Past | None:
         """No KV cache: rebuild every cached key/value by re-running all earlier clean passes."""
         past = None
         for x, streams, pos in self.history:
-            cond3 = self.model.encode_conditions(*_cfg_branches(*streams))
+            cond3 = self._encode(streams, x.shape[1])
             _, kv = self.model(x.repeat(3, 1, 1), torch.zeros(3 * x.shape[0], x.shape[1], device=x.device), cond3, self.ref3,
                                pos, past, return_kv=True)
             past = _append(past, kv, pos, x.shape[1] - self.cfg.offset, self.cfg.cache_len, self.cfg.cross_band)

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from afcore.baselines import generate_windowed
 from afcore.config import ModelConfig, get_config, infp_config, talking_config
-from afcore.data import CorpusWindows, corpus_view, latents_path
+from afcore.data import CorpusWindows, latents_path, oracle_latent_corpus  # noqa: F401  (03/04 import it from here)
 from afcore.model import AvatarForcing, latent_space_of, load_checkpoint
 from afcore.session import generate
 from afcore.train import TrainProfile, stage1
@@ -264,35 +264,6 @@ def autoencoder_lpips(ae, corpus_dir, split: str = "test", pairs: int = 64, seed
     recon = ae.reconstruct(src, drv).clamp(-1, 1)
     d = lpips((recon + 1) / 2, (drv + 1) / 2)
     return {"lpips": float(np.mean(d)), "pairs": len(d), "extractor": lpips.card}
-
-
-# ------------------------------------------------------------------------------------------------ oracle stage 0
-# Oracle latents get unit variance per dimension (the usual latent normalisation for diffusion): on the quick
-# corpus, ours at 300 steps reached FD-Exp 0.06 with it against 1.0 with per-dim std 0.12.
-
-
-def oracle_latent_corpus(corpus_dir, latent_dim: int, seed: int = 0) -> Path:
-    """A view of the corpus (symlinks, beside it: `<corpus>_oracle_latents`) whose motion latents are a fixed
-    linear embedding of the TRUE face parameters, m = sqrt(D / 10) ((p - mu) / sd) Q^T with a random orthonormal
-    Q (D x 10) and mu, sd of the train split (unit variance per latent dimension). A control that bypasses stage 0: it isolates the generator's
-    claims (user motion, masks, blocks, DPO) from the quality of a CPU-budget autoencoder, and the ridge
-    readout inverts it exactly. Deterministic in (corpus, latent_dim, seed), so 03 and 04 build the same view."""
-    src = Path(corpus_dir).resolve()
-    view = corpus_view(src, src.with_name(f"{src.name}_oracle_latents"))
-    corpus = Corpus(src)
-    streams = corpus.manifest[["conversation_id", "person", "split"]].drop_duplicates()
-    train = np.concatenate([np.asarray(corpus.stream(r.conversation_id, r.person)["params"], np.float64)
-                            for r in streams[streams.split == "train"].itertuples()])
-    mu, sd = train.mean(0), train.std(0) + 1e-3
-    Q = np.linalg.qr(np.random.default_rng([seed, latent_dim]).normal(size=(latent_dim, train.shape[1])))[0]
-    for r in streams.itertuples():
-        params = np.asarray(corpus.stream(r.conversation_id, r.person)["params"], np.float64)
-        scale = np.sqrt(latent_dim / train.shape[1])
-        np.save(latents_path(view, r.conversation_id, r.person), (scale * ((params - mu) / sd) @ Q.T).astype(np.float32))
-    meta = {"ae_tag": f"oracle-params-{latent_dim}-{seed}", "latent_dim": latent_dim, "source": str(src),
-            "what": "oracle stage 0: m = sqrt(D / 10) standardised(true params) @ Q^T, Q random orthonormal"}
-    (view / "latents" / "meta.json").write_text(json.dumps(meta))
-    return view
 
 
 def latents_corpus_for(checkpoint, corpus_dir) -> tuple[Path, str | None]:

@@ -7,7 +7,7 @@ import torch
 from afcore.baselines import generate_windowed
 from afcore.config import get_config, infp_config
 from afcore.dfot import FlowTransformer
-from afcore.session import Session, generate
+from afcore.session import Session, _cfg_branches, generate
 
 
 def random_model(cfg, seed=0):
@@ -155,3 +155,31 @@ def test_relative_positions_only():
     with torch.no_grad():
         near, far = model(x, t, cond, ref, pos), model(x, t, cond, ref, pos + 15_000)
     torch.testing.assert_close(near, far, atol=1e-4, rtol=0)
+
+
+def test_cond_past_session_encodes_with_the_history_training_sees(monkeypatch):
+    """A cond_past model's streaming condition tokens equal the whole-stream encoding wherever the band's future
+    frames have arrived; without the kept history they would not. The no-cache path gives the same output."""
+    cfg = small(cond_band=2, cond_past=6)
+    model, ref = random_model(cfg), torch.randn(1, cfg.latent_dim)
+    inputs = streams(cfg, 60)
+    recomputed = generate(model, ref, *inputs, generator=torch.Generator().manual_seed(0), nfe=3, cache=False)
+    seen = []  # (first frame position, tokens) of every window the session encodes
+    encode = Session._encode
+
+    def spy(self, s, frames):
+        out = encode(self, s, frames)
+        seen.append((self.frames_done - (frames - self.next_block_frames), out))
+        return out
+
+    monkeypatch.setattr(Session, "_encode", spy)
+    cached = generate(model, ref, *inputs, generator=torch.Generator().manual_seed(0), nfe=3, cache=True)
+    torch.testing.assert_close(cached, recomputed, atol=1e-5, rtol=0)
+    whole = model.encode_conditions(*_cfg_branches(*inputs))  # (3, 60, H)
+    assert len(seen) == 6
+    for first, tokens in seen:
+        ready = tokens.shape[1] - 2 * cfg.cond_band  # frames whose band's future is inside the window
+        torch.testing.assert_close(tokens[:, :ready], whole[:, first:first + ready], atol=1e-5, rtol=0)
+    # the control: encoding a later window without its history differs
+    alone = model.encode_conditions(*_cfg_branches(*(x[:, 20:32] for x in inputs)))[:, :8]
+    assert (alone - whole[:, 20:28]).abs().max().item() > 1e-3
