@@ -221,7 +221,8 @@ def _find_corpus(corpus_dir, cache: Path, threads: int, progress: bool) -> tuple
 
 
 def get_extractors(mode: str = "auto", *, extractors_dir=DEFAULT_EXTRACTORS_DIR, corpus_dir=None,
-                   train_budget: str = "quick", threads: int = 1, progress: bool = True) -> tuple[dict, dict]:
+                   train_budget: str = "quick", threads: int = 1, progress: bool = True,
+                   metrics=EXTRACTOR_METRICS) -> tuple[dict, dict]:
     """{metric: extractor} and {metric: record (name, card, load_s, how it was obtained, training_s)}.
 
     mode "auto": registry.resolve (real weights, else the embedded checkpoint in $AF_EXTRACTORS_DIR), else a
@@ -232,7 +233,7 @@ def get_extractors(mode: str = "auto", *, extractors_dir=DEFAULT_EXTRACTORS_DIR,
         raise ValueError(f"extractors must be 'auto' or 'untrained'; got {mode!r}")
     cache = Path(extractors_dir)
     objs, records, corpus = {}, {}, None
-    for metric in EXTRACTOR_METRICS:
+    for metric in metrics:
         rec, t0 = {}, time.perf_counter()
         if mode == "untrained" and metric != "lpips":  # LPIPS always has its real AlexNet weights
             objs[metric], rec["obtained"] = _untrained(metric), "untrained (random weights; timing only)"
@@ -254,7 +255,7 @@ def get_extractors(mode: str = "auto", *, extractors_dir=DEFAULT_EXTRACTORS_DIR,
                                training_steps=TRAIN_STEPS[train_budget][metric])
                     rec["obtained"] = f"trained here ({train_budget} budget of registry.train_defaults)"
                 else:
-                    rec["obtained"] = f"checkpoint cached by an earlier bench run ({path})"
+                    rec["obtained"] = f"checkpoint cached by an earlier run ({path})"
                     rec["cached_training_fit_s"] = None  # filled from the card below (fit loop only)
                 t0 = time.perf_counter()  # load time excludes training
                 objs[metric] = resolve(metric, embedded={metric: path})

@@ -30,6 +30,16 @@ def tiny_corpus(tmp_path_factory):
                         progress=False)
 
 
+@pytest.fixture(scope="session")
+def video_extractors_dir(tiny_corpus, tmp_path_factory):
+    """The four video-metric extractors (FID, FVD, CSIM, LSE) trained once at the quick budgets on the tiny
+    corpus (~30 s on one core), for the tests that score frames and for notebook 04's smoke run."""
+    from eval.video_scores import video_extractors
+    out = tmp_path_factory.mktemp("video_extractors")
+    video_extractors(tiny_corpus, out, threads=1)  # trains only what the registry's default locations lack
+    return out
+
+
 def notebook_defaults(name: str) -> dict:
     """The literal defaults of notebooks/<name>.ipynb's single parameters cell; it must carry no outputs."""
     import nbformat

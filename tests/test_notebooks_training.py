@@ -2,6 +2,7 @@
 copy of the tiny corpus, and write what eval/reproduce and the downstream notebooks read."""
 import ast
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -62,7 +63,7 @@ def run(stem: str, out: Path, **params):
 
 
 @pytest.fixture(scope="module")
-def chain(tiny_corpus, tmp_path_factory):
+def chain(tiny_corpus, video_extractors_dir, tmp_path_factory):
     """02 -> 03 -> 04 once; each test reads the records."""
     tmp = tmp_path_factory.mktemp("notebooks")
     corpus = shutil.copytree(tiny_corpus, tmp / "corpus")  # 02 writes latents into the corpus
@@ -76,7 +77,7 @@ def chain(tiny_corpus, tmp_path_factory):
              readout=str(o2 / "readout.pt"), checkpoint=str(o3 / "checkpoint.pt"),
              talking_checkpoint=str(o3 / "talking.pt"), no_user_checkpoint=str(o3 / "no_user_motion.pt"),
              dpo_steps=2, beta_sweep=[100.0], loser_nfe=3, nfe=3, eval_max_frames=60, video_seconds=2.0,
-             facecnn_steps=30)
+             facecnn_steps=30, video_extractors_dir=str(video_extractors_dir))
     return {"corpus": corpus, "02": (o2, r2), "03": (o3, r3), "04": (o4, r4)}
 
 
@@ -125,7 +126,15 @@ def test_04_fine_tunes_with_both_losers_and_shows_the_table_and_video(chain):
     assert "w/ m_u, w/ DPO (Ours)" in rows and "ours: w/ m_u + DPO (talking)" in rows
     image = record["extractors"]["motion_params_image_path"]  # decode -> eval.extractors' face-parameter CNN
     assert "why" in image or "ours (image path): w/ m_u + DPO (talking)" in rows
-    assert (out / "beta_sweep.csv").is_file() and set(m["not_measured"]) >= {"FID", "FVD", "CSIM", "LSE-D", "LSE-C"}
+    assert (out / "beta_sweep.csv").is_file()
+    video = ("FID", "FVD", "CSIM", "LSE-D", "LSE-C")  # from frames, by the extractors conftest trained
+    assert not m["not_measured"] and {"fid", "fvd", "csim", "lipsync"} == set(record["extractors"]["video"])
+    ours = [r for r in m["table5_6"] if r["method"].startswith(("ours", "GT"))]
+    assert all(isinstance(r[k], float) and math.isfinite(r[k]) for r in ours for k in video)
+    names = m["video_scores"]["w/ m_u"]["extractors"]
+    assert set(names) == set(video) and names["FID"] == record["extractors"]["video"]["fid"]["name"]
+    gt = m["video_scores"]["GT (corpus frames)"]
+    assert abs(gt["FID"]) < 1e-3 and gt["CSIM"] > 0.9 and names["LSE-D"] in (out / "table5_6.md").read_text()
     dpo_claims = [c for c in record["claims"] if c["claim"].startswith("DPO")]
     assert len(dpo_claims) == 4 and record["latents"] == "autoencoder"
     ae_tag = chain["02"][1]["metrics"]["autoencoder"]["ae_tag"]

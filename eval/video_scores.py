@@ -1,0 +1,68 @@
+"""The paper's video metrics of generated clips (Tables 1, 5/6): FID, FVD, CSIM, LSE-D, LSE-C, each naming the
+extractor that made it.
+
+Extractors come from eval.extractors.registry: real weights when they are local, else the embedded ones trained
+here on the synthetic corpus (`video_extractors`). Embedded values live on their own scales: compare them
+only with numbers of the same extractor (the GT rows of `video_scores(truth, truth, ...)` are the yardstick).
+Protocol, fixed before any model was scored:
+- FID: all ground-truth frames vs all generated frames, pooled over clips.
+- FVD: non-overlapping 16-frame windows of every clip, ground truth vs generated.
+- CSIM: per clip, the reference image (the avatar's first ground-truth frame, as the paper's reference image)
+  vs every generated frame; mean over clips.
+- LSE-D / LSE-C: per clip, generated frames against the avatar's own audio (SyncNet protocol, offsets +-15
+  frames); mean over clips.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from eval.metrics_bench_inputs import DEFAULT_EXTRACTORS_DIR, FVD_CLIP
+
+# table column -> registry metric whose extractor makes it
+EXTRACTOR_OF = {"FID": "fid", "FVD": "fvd", "CSIM": "csim", "LSE-D": "lipsync", "LSE-C": "lipsync"}
+
+
+def video_extractors(corpus_dir, cache_dir=DEFAULT_EXTRACTORS_DIR, *, threads: int = 1,
+                     progress: bool = False) -> tuple[dict, dict]:
+    """({"fid", "fvd", "csim", "lipsync"}: extractor, {metric: record}) by registry.resolve at its default
+    locations (real weights, else $AF_EXTRACTORS_DIR); a missing one is loaded from `cache_dir`, else trained
+    there once with registry.train_defaults' quick budgets on `corpus_dir` (~30 s for all four on one core).
+    The default cache is the one `afsuite bench metrics` fills, so both read the same quick-budget models."""
+    from eval.metrics_bench_inputs import get_extractors
+    return get_extractors("auto", extractors_dir=cache_dir, corpus_dir=corpus_dir, train_budget="quick",
+                          threads=threads, progress=progress, metrics=tuple(dict.fromkeys(EXTRACTOR_OF.values())))
+
+
+def _windows(videos: list, n: int) -> np.ndarray:
+    return np.stack([v[i:i + n] for v in videos for i in range(0, len(v) - n + 1, n)])
+
+
+def video_scores(fake_videos, real_videos, audios, references, extractors: dict) -> dict:
+    """FID, FVD, CSIM, LSE-D, LSE-C of generated clips.
+
+    fake_videos, real_videos: per clip (T, S, S, 3) uint8, the same clips in the same order (T may differ
+    between clips; each must hold >= 36 frames for LSE and one 16-frame window for FVD); audios: the avatar's
+    16 kHz audio per clip (>= 640 T samples); references: (S, S, 3) uint8 per clip; extractors: as
+    `video_extractors` returns them. Also returns "extractors" (column -> extractor name) and per-clip details."""
+    from eval.extractors.identity import csim
+    from eval.extractors.lipsync import lip_sync
+    from eval.extractors.quality import fid, fvd
+
+    fake, real = [np.asarray(v) for v in fake_videos], [np.asarray(v) for v in real_videos]
+    n = len(fake)
+    if not n or not len(real) == len(audios) == len(references) == n:
+        raise ValueError(f"need the same number (> 0) of generated clips, ground-truth clips, audios and references; "
+                         f"got {n}, {len(real)}, {len(audios)}, {len(references)}")
+    short = [i for i, v in enumerate(fake) if len(v) < FVD_CLIP]
+    if short:
+        raise ValueError(f"clips {short} are shorter than one {FVD_CLIP}-frame FVD window")
+    f = fid(np.concatenate(real), np.concatenate(fake), extractors["fid"])
+    v = fvd(_windows(real, FVD_CLIP), _windows(fake, FVD_CLIP), extractors["fvd"])
+    cs = [csim(ref, clip, extractors["csim"]) for ref, clip in zip(references, fake)]
+    sync = [lip_sync(clip, audio, extractors["lipsync"]) for clip, audio in zip(fake, audios)]
+    names = {"FID": f["extractor"], "FVD": v["extractor"], "CSIM": cs[0]["extractor"],
+             "LSE-D": sync[0]["extractor"], "LSE-C": sync[0]["extractor"]}
+    return {"FID": f["fid"], "FVD": v["fvd"], "CSIM": float(np.mean([c["csim"] for c in cs])),
+            "LSE-D": float(np.mean([s["lse_d"] for s in sync])), "LSE-C": float(np.mean([s["lse_c"] for s in sync])),
+            "extractors": names, "clips": n, "frames": int(sum(map(len, fake))), "fvd_windows": v["n_fake"],
+            "csim_per_clip": [c["csim"] for c in cs], "lse_offset_per_clip": [s["offset"] for s in sync]}
