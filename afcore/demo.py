@@ -122,7 +122,7 @@ class LiveEngine:
         if models.oracle:  # no autoencoder: the avatar is drawn from its read-out parameters
             if scene.avatar.look is None:
                 raise ValueError("an oracle-latent model draws the avatar with the corpus renderer: pick a corpus "
-                                 "person as the avatar (avatar_image needs an autoencoder model)")
+                                 "person as the avatar, or load an autoencoder model for avatar_image (e.g. bundle=\"autoencoder\")")
             self.avatar_renderer = FaceRenderer(scene.avatar.look, self.size)
             self.m_ref = torch.from_numpy(models.embedding(scene.avatar.reference_params[None])).float()
         else:
@@ -156,7 +156,7 @@ class LiveEngine:
     def _draw_avatar(self, latents: torch.Tensor) -> np.ndarray:
         """Motion latents (n, D) -> frames: decode(z_S + m_t, feats_S), or render the oracle's parameters."""
         if self.models.oracle:
-            return self.avatar_renderer.render(clip_params(self.models.readout(latents)))
+            return self.avatar_renderer.render(clip_params(self.models.readout(latents.numpy())))
         z = self.z_ref + latents
         return images_to_frames(self.models.ae.decode(z, [f.expand(len(z), -1, -1, -1) for f in self.feats_ref]))
 
@@ -276,7 +276,7 @@ class LiveEngine:
         t.append(time.perf_counter())
         avatar_frames = self._draw_avatar(latents[0])
         t.append(time.perf_counter())
-        avatar_params = self.models.readout(latents[0])
+        avatar_params = self.models.readout(latents[0].numpy())
         ms = np.diff(t) * 1000
         timing = {"camera_ms": ms[0], "encode_ms": ms[1], "step_ms": ms[2], "decode_ms": ms[3],
                   **{k: v for k, v in self.stream.session.last_timing.items()}}

@@ -4,7 +4,7 @@ so the demo can plot the avatar's expression and check that it smiles back.
 
 The shipped bundle (`notebooks/assets/live_demo/`, about 1 MB in float16) was made by
 `afcore.demo_train.train_demo_models` with the recipe stored inside it (`state["recipe"]`).
-The readout here is a private ridge regression; `eval/readout.py` (`ParamReadout`) is the suite's shared one.
+The readout is the suite's ridge readout (`afcore.readout.ParamReadout`), fitted here on a bundle's own latents.
 """
 from __future__ import annotations
 
@@ -21,48 +21,24 @@ from .config import ModelConfig, get_config
 from .data import frames_to_images, latents_path
 from .model import AvatarForcing, load_checkpoint
 from .motion_ae import MotionAutoencoder
+from .readout import ParamReadout
 from .train_ae import ae_tag, load_autoencoder
 
 ASSET_DIR = Path(__file__).resolve().parents[1] / "notebooks" / "assets" / "live_demo"
+# What ships (ASSET_DIR/README.md says how each was made and what it can do):
+# "reactive": tiny-reactive generator on oracle latents, drawn by the corpus renderer: smiles back;
+# "autoencoder": tiny-demo generator on a narrow motion autoencoder's latents (autoencoder.pt beside it):
+#   talks and animates any face image, but does not react to the user's expression.
+SHIPPED_BUNDLES = {"reactive": "reactive.pt", "autoencoder": "checkpoint.pt"}
 
 
 # ------------------------------------------------------------------------------------------------ readout
-class Readout:
-    """Ridge map motion latents (..., D) -> face parameters (..., P), columns named like the corpus'."""
-
-    def __init__(self, weight, bias, columns, info: dict | None = None):
-        self.weight, self.bias = np.asarray(weight, np.float32), np.asarray(bias, np.float32)
-        self.columns, self.info = tuple(columns), dict(info or {})
-
-    def __call__(self, latents) -> np.ndarray:
-        x = latents.detach().cpu().numpy() if isinstance(latents, torch.Tensor) else np.asarray(latents)
-        return x.astype(np.float32) @ self.weight + self.bias
-
-    def index(self, column: str) -> int:
-        return self.columns.index(column)
-
-    def state(self) -> dict:
-        return {"weight": self.weight, "bias": self.bias, "columns": list(self.columns), "info": self.info}
-
-    @classmethod
-    def from_state(cls, s: dict) -> Readout:
-        return cls(s["weight"], s["bias"], s["columns"], s.get("info"))
-
-
-def fit_readout(latents: np.ndarray, params: np.ndarray, columns, alpha: float = 0.1, held_out=None) -> Readout:
-    """Ridge regression on centred data, the penalty relative to the mean latent variance (scale-free);
-    `held_out` = (latents, params) to report R^2 per column on."""
-    x, y = np.asarray(latents, np.float64), np.asarray(params, np.float64)
-    mx, my = x.mean(0), y.mean(0)
-    xc = x - mx
-    gram = xc.T @ xc
-    w = np.linalg.solve(gram + alpha * np.trace(gram) / len(gram) * np.eye(len(gram)), xc.T @ (y - my))
-    readout = Readout(w, my - mx @ w, columns, {"alpha": alpha, "frames": len(x)})
+def fit_readout(latents: np.ndarray, params: np.ndarray, columns, alpha: float = 0.1, held_out=None) -> ParamReadout:
+    """The suite's ridge readout; `held_out` = (latents, params) to report R^2 per column on."""
+    readout = ParamReadout.fit(latents, params, alpha=alpha, columns=columns)
     if held_out is not None:
-        pred, truth = readout(held_out[0]), np.asarray(held_out[1])
-        ss = ((truth - truth.mean(0)) ** 2).sum(0)
-        r2 = 1 - ((pred - truth) ** 2).sum(0) / np.where(ss > 0, ss, np.nan)
-        readout.info["held_out_r2"] = {c: (None if np.isnan(v) else round(float(v), 3)) for c, v in zip(columns, r2)}
+        r2 = readout.r2(*held_out)["per_param"]
+        readout.info["held_out_r2"] = {c: (None if np.isnan(v) else round(v, 3)) for c, v in r2.items()}
     return readout
 
 
@@ -82,7 +58,7 @@ def stream_latents(ae: MotionAutoencoder, corpus: Corpus, split: str, max_frames
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def readout_for(ae: MotionAutoencoder, corpus_dir, max_frames: int = 4000) -> Readout:
+def readout_for(ae: MotionAutoencoder, corpus_dir, max_frames: int = 4000) -> ParamReadout:
     """Fit a readout for this autoencoder on a corpus (train split; R^2 on the test split)."""
     corpus = Corpus(corpus_dir)
     train = stream_latents(ae, corpus, "train", max_frames)
@@ -100,14 +76,14 @@ def _to_size(images: torch.Tensor, size: int) -> torch.Tensor:
 @dataclass
 class DemoModels:
     """ae = None: an "oracle" generator, trained on a fixed linear embedding of the true face parameters
-    (eval.experiments.oracle_latent_corpus, the control of notebooks 03/04). Then `embedding` maps parameters to
+    (afcore.data.oracle_latent_corpus, the control of notebooks 03/04). Then `embedding` maps parameters to
     latents (the user's face is embedded, not encoded) and the avatar is drawn by the corpus renderer from
     `readout(latents)`, the exact inverse: no autoencoder is involved."""
     ae: MotionAutoencoder | None
     model: AvatarForcing
-    readout: Readout
+    readout: ParamReadout
     info: dict = field(default_factory=dict)
-    embedding: Readout | None = None
+    embedding: ParamReadout | None = None
 
     @property
     def cfg(self) -> ModelConfig:
@@ -118,7 +94,7 @@ class DemoModels:
         return self.ae is None
 
 
-def oracle_maps(latent_corpus, max_frames: int = 20000) -> tuple[Readout, Readout]:
+def oracle_maps(latent_corpus, max_frames: int = 20000) -> tuple[ParamReadout, ParamReadout]:
     """(readout latents -> params, embedding params -> latents) of an oracle latent space, recovered from the
     (params, latents) pairs of its corpus view: both maps are linear, so least squares recovers them exactly
     (frames spread over every training stream, so that rare parameters such as laugh are covered)."""
@@ -139,12 +115,16 @@ def oracle_maps(latent_corpus, max_frames: int = 20000) -> tuple[Readout, Readou
 
 
 def load_demo_models(checkpoint: str | os.PathLike = "", autoencoder: str | os.PathLike = "",
-                     corpus_dir: str | os.PathLike | None = None, latent_corpus: str | os.PathLike | None = None
-                     ) -> DemoModels:
-    """Empty paths: the shipped tiny bundle. A checkpoint without a stored readout (e.g. from 04_dpo) gets
-    one fitted on `corpus_dir`; an oracle-latent one (see DemoModels) needs no autoencoder, and its maps are
+                     corpus_dir: str | os.PathLike | None = None, latent_corpus: str | os.PathLike | None = None,
+                     bundle: str = "reactive") -> DemoModels:
+    """Empty paths: a shipped bundle (`SHIPPED_BUNDLES`). A checkpoint without a stored readout (e.g. from 04_dpo)
+    gets one fitted on `corpus_dir`; an oracle-latent one (see DemoModels) needs no autoencoder, and its maps are
     stored in it or recovered from `latent_corpus`."""
-    ckpt = Path(checkpoint) if checkpoint else ASSET_DIR / "checkpoint.pt"
+    if not checkpoint:
+        if bundle not in SHIPPED_BUNDLES:
+            raise ValueError(f"bundle must be one of {sorted(SHIPPED_BUNDLES)}, got {bundle!r}")
+        checkpoint = ASSET_DIR / SHIPPED_BUNDLES[bundle]
+    ckpt = Path(checkpoint)
     ae_path = Path(autoencoder) if autoencoder else (ckpt.with_name("autoencoder.pt"))
     if not ckpt.is_file():
         raise FileNotFoundError(f"{ckpt}: no generator checkpoint here (run stage 04 first); or use the shipped tiny "
@@ -153,12 +133,12 @@ def load_demo_models(checkpoint: str | os.PathLike = "", autoencoder: str | os.P
     space = str(state.get("latent_space") or state.get("ae_tag") or "")
     if space.startswith("oracle") or state.get("latents") == "oracle":
         if "embedding" in state:
-            readout, embedding = Readout.from_state(state["readout"]), Readout.from_state(state["embedding"])
+            readout, embedding = ParamReadout.from_state(state["readout"]), ParamReadout.from_state(state["embedding"])
         elif latent_corpus:
             readout, embedding = oracle_maps(latent_corpus)
         else:
             raise ValueError(f"{ckpt} was trained on oracle latents ({space}); pass latent_corpus = the corpus view "
-                             "they came from (eval.experiments.oracle_latent_corpus, as notebooks 03/04 build it)")
+                             "they came from (afcore.data.oracle_latent_corpus, as notebooks 03/04 build it)")
         return DemoModels(None, model, readout, {"checkpoint": str(ckpt), "config": model.cfg.name, "latents": space,
                                                  "recipe": state.get("recipe"), "readout_r2": "exact (oracle)"},
                           embedding)
@@ -174,7 +154,7 @@ def load_demo_models(checkpoint: str | os.PathLike = "", autoencoder: str | os.P
         raise ValueError(f"{ckpt} was trained on latents of autoencoder {space}, not {ae_path} ({tag}): pass the "
                          "autoencoder its training latents were encoded with")
     if "readout" in state and state["readout"]["weight"].shape[0] == ae.latent_dim:
-        readout = Readout.from_state(state["readout"])
+        readout = ParamReadout.from_state(state["readout"])
     elif corpus_dir:
         readout = readout_for(ae, corpus_dir)
     else:

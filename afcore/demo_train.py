@@ -23,12 +23,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .data import LATENT_DIR, CorpusWindows, FramePairs, corpus_view, encode_corpus_latents, frames_to_images
+from .config import get_config
+from .data import (LATENT_DIR, CorpusWindows, FramePairs, corpus_view, encode_corpus_latents, frames_to_images,
+                   oracle_latent_corpus)
 from .demo_model import DemoModels, demo_config, load_demo_models, readout_for
 from .io import torch_save
 from .model import load_checkpoint
 from .motion_ae import MotionAutoencoder
-from .train import TrainProfile, WindowBatches, runtime, stage1
+from .train import TrainProfile, WindowBatches, dpo, runtime, stage1
 from .train_ae import ae_tag, evaluate_autoencoder, load_autoencoder
 
 
@@ -104,19 +106,43 @@ def _half_state(module: nn.Module) -> dict:
     return {k: (v.half() if v.is_floating_point() else v) for k, v in module.state_dict().items()}
 
 
-def train_demo_models(corpus_dir, out, *, ae_steps: int = 2500, gen_steps: int = 4000, ae_batch: int = 16,
-                      gen_batch: int = 8, lr: float = 1e-3, aux_weight: float = 1.0, threads: int = 1, seed: int = 0,
-                      progress: bool = False, autoencoder=None, **config_overrides) -> DemoModels:
-    """The whole recipe into `out`; returns the loaded bundle. Only `out/autoencoder.pt` and
-    `out/checkpoint.pt` (float16, no optimiser state) are meant to be kept. `autoencoder`: the path of a
-    bundle's autoencoder.pt to keep instead of training stage 0 again (e.g. to retrain only the generator)."""
+def train_demo_models(corpus_dir, out, *, latents: str = "autoencoder", ae_steps: int = 2500, gen_steps: int = 4000,
+                      ae_batch: int = 16, gen_batch: int = 8, lr: float = 1e-3, aux_weight: float = 1.0, threads: int = 1,
+                      seed: int = 0, progress: bool = False, autoencoder=None, config: str | None = None,
+                      dpo_steps: int = 0, dpo_beta: float = 1000.0, **config_overrides) -> DemoModels:
+    """The whole recipe into `out`; returns the loaded bundle. Only `out/checkpoint.pt` (and, for autoencoder
+    latents, `out/autoencoder.pt`; float16, no optimiser state) are meant to be kept. `latents`: "autoencoder"
+    (stage 0 is trained, or `autoencoder` = a bundle's autoencoder.pt is reused) or "oracle" (the corpus' true
+    parameters embedded, afcore.data.oracle_latent_corpus: no stage 0, the avatar is drawn by the renderer).
+    `config`: a named config instead of the tiny-demo size (e.g. "tiny-reactive"). `dpo_steps` > 0 (oracle latents):
+    then stage 2, DPO with the cheaper loser (this model with the user's conditions dropped), lr 1e-4, lambda 0.1."""
+    if latents not in ("autoencoder", "oracle"):
+        raise ValueError(f"latents must be 'autoencoder' or 'oracle', got {latents!r}")
     out = Path(out)
-    cfg = demo_config(**config_overrides)
+    cfg = get_config(config, **config_overrides) if config else demo_config(**config_overrides)
     recipe = {"corpus": str(corpus_dir), "corpus_meta": json.loads((Path(corpus_dir) / "corpus.json").read_text())["config"],
-              "ae_steps": ae_steps, "gen_steps": gen_steps, "ae_batch": ae_batch, "gen_batch": gen_batch, "lr": lr,
-              "aux_weight": aux_weight, "aux_column_weights": AUX_COLUMN_WEIGHTS, "seed": seed, "threads": threads, "config": asdict(cfg),
-              "how": "afcore.demo_train.train_demo_models"}
+              "latents": latents, "gen_steps": gen_steps, "gen_batch": gen_batch, "lr": lr, "seed": seed,
+              "threads": threads, "config": asdict(cfg), "how": "afcore.demo_train.train_demo_models"}
+    profile = TrainProfile("demo", steps=gen_steps, batch_size=gen_batch, lr=lr, log_every=50,
+                           ckpt_every=max(min(gen_steps, 1000), 1), seed=seed)
     t0 = time.perf_counter()
+    if latents == "oracle":
+        view = oracle_latent_corpus(corpus_dir, cfg.latent_dim)
+        windows, final = CorpusWindows(view, cfg, split="train"), out / "gen_run" / "last.pt"
+        with runtime("cpu", threads):
+            gen_summary = stage1(cfg, windows, profile, out / "gen_run", resume=final.exists())
+            recipe.update(gen_final_loss=gen_summary.get("final_loss"))
+            if dpo_steps:
+                dpo_profile = TrainProfile("demo-dpo", steps=dpo_steps, dpo_steps=dpo_steps, batch_size=gen_batch, lr=1e-4,
+                                           log_every=25, ckpt_every=max(min(dpo_steps, 200), 1), seed=seed,
+                                           loser="dropped", loser_nfe=6, beta=dpo_beta)
+                init, final = final, out / "dpo_run" / "last.pt"
+                dpo_summary = dpo(init, windows, dpo_profile, out / "dpo_run", resume=final.exists())
+                recipe.update(dpo_steps=dpo_steps, dpo_beta=dpo_beta, dpo_lr=1e-4, dpo_loser="dropped",
+                              dpo_final={k: dpo_summary.get(f"final_{k}") for k in ("loss", "implicit_acc", "reward_margin")})
+        recipe.update(wall_s=round(time.perf_counter() - t0, 1))
+        return export_oracle_bundle(final, view, out / "checkpoint.pt", recipe)
+    recipe.update(ae_steps=ae_steps, ae_batch=ae_batch, aux_weight=aux_weight, aux_column_weights=AUX_COLUMN_WEIGHTS)
     with runtime("cpu", threads):
         if autoencoder:
             ae, ae_state = load_autoencoder(autoencoder)
@@ -127,8 +153,6 @@ def train_demo_models(corpus_dir, out, *, ae_steps: int = 2500, gen_steps: int =
         tag = ae_tag(ae)
         view = corpus_view(corpus_dir, out / "corpus_view")
         encode_corpus_latents(view, ae, tag, progress=progress)
-        profile = TrainProfile("demo", steps=gen_steps, batch_size=gen_batch, lr=lr, log_every=50,
-                               ckpt_every=max(gen_steps, 1), seed=seed)
         gen_summary = stage1(cfg, CorpusWindows(view, cfg, split="train"), profile, out / "gen_run")
     model, _ = load_checkpoint(out / "gen_run" / "last.pt")
     half_round(model)
@@ -142,7 +166,7 @@ def train_demo_models(corpus_dir, out, *, ae_steps: int = 2500, gen_steps: int =
 
 
 def export_oracle_bundle(checkpoint, latent_corpus, out, recipe: dict | None = None) -> DemoModels:
-    """A stage-1 checkpoint trained on oracle latents (eval.experiments.oracle_latent_corpus) -> one float16 file
+    """A stage-1 checkpoint trained on oracle latents (afcore.data.oracle_latent_corpus) -> one float16 file
     that carries its two linear maps (readout and embedding), so the demo needs neither the corpus view nor
     an autoencoder."""
     from .demo_model import oracle_maps

@@ -10,19 +10,21 @@ from nbwrite import KERNEL, write_notebook
 PARAMETERS = '''profile = "smoke"
 out_dir = "results/smoke/07_live_demo"
 seed = 0
-checkpoint = ""            # empty: the shipped tiny bundle (notebooks/assets/live_demo/); or 04_dpo's checkpoint.pt
+bundle = "reactive"        # with checkpoint empty, a shipped bundle: "reactive" (smiles back; oracle latents, the avatar
+                           # drawn by the corpus renderer) or "autoencoder" (talks, animates avatar_image; no reactions)
+checkpoint = ""            # or 04_dpo's checkpoint.pt (oracle or autoencoder latents)
 autoencoder = ""           # empty: autoencoder.pt beside the checkpoint; or 02's motion_autoencoder.pt
 official_dir = ""          # the official release folder (paper config, 512 px): slower than real time on a CPU
 corpus_dir = "data/corpus_smoke"   # the user's recorded stream and the avatar come from here (built if missing)
 conversation = ""          # empty: the first held-out (test) conversation
 avatar_person = "A"        # the other person of the conversation is the user
 avatar_image = ""          # animate this face image instead of the corpus person
-train_ae_steps = 0         # > 0 with train_gen_steps: train a tiny bundle from scratch first (~1 min at 150 / 300)
+train_ae_steps = 0         # > 0 with train_gen_steps: train a tiny autoencoder bundle from scratch (~1 min at 150 / 300)
 train_gen_steps = 0
 threads = 1                # torch threads: 1 is fastest on 2 shared cores (see afcore.demo_run.set_threads)
 nfe = 10
 w_audio = 2.0
-w_user = 1.0
+w_user = 3.0               # user guidance; the reactive bundle's smile-back shows at 3 (its README), official default 1
 adaptive_nfe = True        # drop NFE when a block takes longer than it lasts, and say so
 drive = "auto"             # "auto": drive the demo headlessly unless Voila serves the page; True; False
 seconds = 10               # length of the headless drive
@@ -52,6 +54,7 @@ from afcore.io import write_metrics
 # Voila cannot pass parameters: these environment variables override them when the page is served.
 corpus_dir = os.environ.get("AFSUITE_DEMO_CORPUS", corpus_dir)
 checkpoint = os.environ.get("AFSUITE_DEMO_CHECKPOINT", checkpoint)
+bundle = os.environ.get("AFSUITE_DEMO_BUNDLE", bundle)
 autoencoder = os.environ.get("AFSUITE_DEMO_AUTOENCODER", autoencoder)
 headless = drive is True or (drive == "auto" and not served_by_voila())
 set_threads(threads)
@@ -67,7 +70,7 @@ elif train_ae_steps and train_gen_steps and not checkpoint:
 else:
     from eval.experiments import latents_corpus_for  # an oracle-latent model (03/04) reads the oracle view
     latent_corpus = latents_corpus_for(checkpoint, corpus_dir)[0] if checkpoint else None
-    models = load_demo_models(checkpoint, autoencoder, corpus_dir, latent_corpus)
+    models = load_demo_models(checkpoint, autoencoder, corpus_dir, latent_corpus, bundle=bundle)
 cfg = models.cfg
 stage0 = ("ORACLE latents (true face parameters, linearly embedded; the avatar is drawn by the corpus renderer, "
           "no autoencoder): a control, not the paper's pipeline" if models.oracle else
@@ -139,8 +142,7 @@ WRITE = '''if headless:
                "why": f"model {cfg.name} from {models.info.get('checkpoint')} "
                       f"({'oracle' if models.oracle else 'autoencoder'} latents), paired runs with the same noise"
                       + ("" if check["reacted_runs"] == len(check["runs"]) else
-                         "; a generator this small and briefly trained does not learn the corpus' reactions, even "
-                         "from oracle latents (notebooks/assets/live_demo/README.md)")}]
+                         "; see notebooks/assets/live_demo/README.md for which models react and why")}]
     headline = {"block_ms": live["timing_ms"]["block_ms"]["median"], "real_time_factor": live["real_time_factor"],
                 "motion_latency_ms": live["motion_latency_ms"], "smile_rise": check["peak_rise_mean"],
                 "smile_latency_s": check["latency_s_mean"], "smile_end_to_end_s": end_to_end}
@@ -154,7 +156,7 @@ def live_demo_notebook():
     cells = [
         md("# 07 · Live demo: an avatar that listens and reacts\n\n"
            "The avatar (a held-out identity of the corpus, or any face image) is generated block by block (400 ms, "
-           "10 frames) by the streaming `Session` in a background thread and decoded by the motion autoencoder. "
+           "10 frames) by the streaming `Session` in a background thread and drawn from its motion latents. "
            "The user beside it is a recorded conversation partner re-rendered live, so that the buttons change "
            "the face the model sees: **smile, nod, laugh, raise brows**, speak or stay silent. The avatar can "
            "listen only or say one of its own utterances. The plot shows the user's true expression and the "
@@ -163,9 +165,13 @@ def live_demo_notebook():
            "and it also drives itself for `seconds` and records what happened in `out_dir/metrics.json`."),
         new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]}),
         new_code_cell(SETUP),
-        md("## The models\n\nBy default the tiny bundle shipped with the suite (`notebooks/assets/live_demo/`, "
-           "about 1 MB in float16: a narrow motion autoencoder and a two-layer generator trained on the embedded "
-           "corpus; its README says how, and what it can and cannot do); `checkpoint`/`autoencoder` take the "
+        md("## The models\n\nBy default a bundle shipped with the suite (`notebooks/assets/live_demo/`, float16; its "
+           "README says how each was trained and what it can and cannot do). `bundle=\"reactive\"`: a four-layer "
+           "generator whose dual encoder reads the user's last 0.8 s, trained with DPO on *oracle* latents (the true "
+           "face parameters embedded: perfect perception, the avatar drawn by the corpus renderer, no autoencoder); "
+           "it smiles back. `bundle=\"autoencoder\"`: a narrow motion autoencoder and a two-layer generator; it "
+           "talks and animates any face image, but its latents carry too little expression to react. "
+           "`checkpoint`/`autoencoder` take the "
            "reproduction's own (stages 02 and 04), `official_dir` the released weights (paper config: slower "
            "than real time on a CPU, and the demo says so)."),
         new_code_cell(MODELS),
