@@ -118,6 +118,8 @@ def train_demo_models(corpus_dir, out, *, latents: str = "autoencoder", ae_steps
     then stage 2, DPO with the cheaper loser (this model with the user's conditions dropped), lr 1e-4, lambda 0.1."""
     if latents not in ("autoencoder", "oracle"):
         raise ValueError(f"latents must be 'autoencoder' or 'oracle', got {latents!r}")
+    if dpo_steps and latents != "oracle":
+        raise ValueError("dpo_steps is only wired for latents='oracle'; run `afsuite train dpo` on the checkpoint instead")
     out = Path(out)
     cfg = get_config(config, **config_overrides) if config else demo_config(**config_overrides)
     recipe = {"corpus": str(corpus_dir), "corpus_meta": json.loads((Path(corpus_dir) / "corpus.json").read_text())["config"],

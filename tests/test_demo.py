@@ -322,3 +322,21 @@ def test_the_generator_can_be_retrained_on_a_shipped_autoencoder(tiny_corpus, bu
     state = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
     assert state["recipe"]["ae"]["reused"].endswith("autoencoder.pt") and state["recipe"]["gen_steps"] == 3
     assert LiveEngine(models, Scene.from_corpus(tiny_corpus)).step().avatar_frames.shape == (10, 64, 64, 3)
+
+
+def test_a_reactive_bundle_trains_on_oracle_latents_with_dpo(tiny_corpus, scene, tmp_path):
+    """The recipe of reactive.pt at toy length: stage 1 and DPO on oracle latents, one float16 file that streams
+    with its 0.8 s condition history."""
+    from afcore.demo_train import train_demo_models
+    models = train_demo_models(tiny_corpus, tmp_path / "r", latents="oracle", config="tiny-reactive", gen_steps=3,
+                               dpo_steps=2, gen_batch=2)
+    recipe = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)["recipe"]
+    assert models.oracle and models.cfg.cond_past == 20 and recipe["stage"] == "dpo" and recipe["step"] == 2
+    assert set(recipe["dpo_final"]) == {"loss", "implicit_acc", "reward_margin"}
+    engine = LiveEngine(models, scene)
+    for _ in range(5):  # past the 40 frames of history the session keeps (the window starts 2 frames back)
+        engine.step()
+    assert engine.stream.session.cond_hist[0].shape[1] == 40
+    with pytest.raises(ValueError, match="only wired for latents='oracle'"):
+        train_demo_models(tiny_corpus, tmp_path / "x", dpo_steps=2)
+
