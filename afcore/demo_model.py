@@ -2,8 +2,8 @@
 one from a corpus. The readout maps motion latents to the corpus' face parameters (smile, brows, pitch, ...),
 so the demo can plot the avatar's expression and check that it smiles back.
 
-The shipped bundle (`notebooks/assets/live_demo/`, about 1 MB in float16) was made by
-`afcore.demo_train.train_demo_models` with the recipe stored inside it (`state["recipe"]`).
+The shipped bundles (`notebooks/assets/live_demo/`, `SHIPPED_BUNDLES`, float16) were made by
+`afcore.demo_train.train_demo_models` with the recipe stored inside each (`state["recipe"]`).
 The readout is the suite's ridge readout (`afcore.readout.ParamReadout`), fitted here on a bundle's own latents.
 """
 from __future__ import annotations
