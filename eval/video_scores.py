@@ -66,3 +66,32 @@ def video_scores(fake_videos, real_videos, audios, references, extractors: dict)
             "LSE-D": float(np.mean([s["lse_d"] for s in sync])), "LSE-C": float(np.mean([s["lse_c"] for s in sync])),
             "extractors": names, "clips": n, "frames": int(sum(map(len, fake))), "fvd_windows": v["n_fake"],
             "csim_per_clip": [c["csim"] for c in cs], "lse_offset_per_clip": [s["offset"] for s in sync]}
+
+
+def score_generated(generated: dict, clips: list[dict], corpus_dir, extractors: dict, *, readout=None,
+                    ae=None) -> tuple[dict, str]:
+    """({label: video_scores} of each label's motion latents per clip, plus "GT (corpus frames)": the corpus frames
+    against themselves, FID = FVD = 0 by construction), and how the frames were drawn: decoded by `ae` from the
+    avatar's first frame, else drawn by the corpus renderer from `readout(latents)` (oracle latents)."""
+    from data_prep.corpus import Corpus
+    from eval.experiments import decode_motion, render_params
+
+    if ae is None and readout is None:
+        raise ValueError("frames are drawn by an autoencoder (ae=) or, for oracle latents, from read-out parameters "
+                         "(readout=): pass one")
+    corpus = Corpus(corpus_dir)
+    truth = [np.array(corpus.stream(c["conversation_id"], c["person"])["frames"][c["start_frame"]:
+                                                                              c["start_frame"] + c["frames"]])
+             for c in clips]
+    first, waves = [t[0] for t in truth], [c["avatar_wave"] for c in clips]  # the reference image; the avatar's audio
+
+    def draw(clip, ref, motion):
+        return decode_motion(ae, ref, motion) if ae is not None else render_params(corpus_dir, clip["identity"],
+                                                                                   readout(motion))
+    scores = {label: video_scores([draw(c, r, m) for c, r, m in zip(clips, first, latents)], truth, waves, first,
+                                  extractors) for label, latents in generated.items()}
+    scores["GT (corpus frames)"] = video_scores(truth, truth, waves, first, extractors)
+    drawn = ("decoded by 02's autoencoder from the avatar's first frame" if ae is not None
+             else "drawn by the corpus renderer from the read-out parameters")
+    return scores, drawn
+

@@ -61,3 +61,24 @@ def test_video_scores_refuse_mismatched_inputs(extractors, clips):
         video_scores(frames, frames[:1], audio, refs, extractors)
     with pytest.raises(ValueError, match="FVD window"):
         video_scores([f[:10] for f in frames], frames, audio, refs, extractors)
+
+
+def test_score_generated_draws_oracle_latents_with_the_renderer(tiny_corpus, extractors):
+    """The ground-truth oracle latents, drawn by the renderer from their exact read-out, score like the corpus frames
+    themselves; shuffled in time they do not."""
+    from afcore.data import oracle_latent_corpus
+    from eval.experiments import held_out_clips
+    from eval.readout import fit_corpus_readout
+    from eval.video_scores import score_generated
+
+    view = oracle_latent_corpus(tiny_corpus, 16)
+    clips = held_out_clips(view, "test")
+    truth = [c["avatar_latents"] for c in clips]
+    shuffled = [m[np.random.default_rng(0).permutation(len(m))] for m in truth]
+    scores, drawn = score_generated({"gt": truth, "shuffled": shuffled}, clips, view, extractors,
+                                    readout=fit_corpus_readout(view))
+    assert "renderer" in drawn and set(scores) == {"gt", "shuffled", "GT (corpus frames)"}
+    assert scores["gt"]["FVD"] < 0.5 * scores["shuffled"]["FVD"] and scores["gt"]["FID"] < 1.0
+    assert scores["gt"]["LSE-D"] < scores["shuffled"]["LSE-D"]
+    with pytest.raises(ValueError, match="pass one"):
+        score_generated({"gt": truth}, clips, view, extractors)

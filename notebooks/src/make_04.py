@@ -84,7 +84,7 @@ from eval.experiments import (decode_motion, export_checkpoint, generate_clips, 
                               oracle_latent_corpus, render_params, side_by_side)
 from eval.readout import ParamReadout, fit_corpus_readout
 from eval.tables import build_table, get_table, to_markdown, write_table
-from eval.video_scores import EXTRACTOR_OF, video_extractors, video_scores
+from eval.video_scores import EXTRACTOR_OF, score_generated, video_extractors
 
 torch.set_num_threads(threads)
 pd.set_option("display.width", 220)
@@ -201,24 +201,10 @@ else:
     wall["video_extractors"] = time.perf_counter() - t0
 if not not_measured:
     t0 = time.perf_counter()
-    corpus = Corpus(corpus_dir)
-    def corpus_frames(c):
-        a = c["start_frame"]
-        return np.array(corpus.stream(c["conversation_id"], c["person"])["frames"][a:a + c["frames"]])
-    truth = [corpus_frames(c) for c in clips]
-    first, waves = [t[0] for t in truth], [c["avatar_wave"] for c in clips]  # the reference image; the avatar's audio
-    ae = load_autoencoder(autoencoder)[0] if latents == "autoencoder" else None
-    DRAWN = ("decoded by 02's autoencoder from the avatar's first frame" if ae is not None
-             else "drawn by the corpus renderer from the read-out parameters")
-    def draw(c, ref, m):  # as the before/after video below draws them (and, decoded, as the image path sees them)
-        if ae is not None:
-            return decode_motion(ae, ref, m)
-        return render_params(corpus_dir, c["identity"], readout_model(m))
     drawn = {label: generated[label] for label in scores if "beta" not in label}
     drawn["GT latents via readout"] = [c["avatar_latents"] for c in clips]  # the floor of the drawing path
-    for label, lat in drawn.items():
-        vscores[label] = video_scores([draw(c, r, m) for c, r, m in zip(clips, first, lat)], truth, waves, first, vx)
-    vscores["GT (corpus frames)"] = video_scores(truth, truth, waves, first, vx)  # FID = FVD = 0 by construction
+    ae = load_autoencoder(autoencoder)[0] if latents == "autoencoder" else None
+    vscores, DRAWN = score_generated(drawn, clips, corpus_dir, vx, readout=readout_model, ae=ae)
     wall["video_scores"] = time.perf_counter() - t0
     def named(metric):
         card = video_extractor_records[metric]["card"]
