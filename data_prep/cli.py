@@ -5,6 +5,8 @@ import argparse
 import sys
 import time
 
+from data_prep.vad import BACKENDS as VAD_BACKENDS
+
 
 def _synth(args) -> int:
     from data_prep.corpus import Corpus
@@ -86,7 +88,7 @@ def register(subparsers) -> None:
     q.add_argument("--size", type=int, default=64)
     q.add_argument("--layout", default="auto", choices=("auto", "pair", "side-by-side"))
     q.add_argument("--detect-every", type=int, default=5, help="run the face detector every n frames")
-    q.add_argument("--vad", default="auto", choices=("auto", "silero", "energy", "pyannote"),
+    q.add_argument("--vad", default="auto", choices=VAD_BACKENDS,
                    help="voice activity: silero-vad (auto, if installed), energy, or pyannote (needs --pyannote-model)")
     q.add_argument("--pyannote-model", default=None, metavar="PATH",
                    help="local pyannote.audio segmentation checkpoint (pytorch_model.bin or its folder) for "

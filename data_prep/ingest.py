@@ -96,8 +96,9 @@ class IngestConfig:
             raise ValueError(f"--layout must be auto, pair or side-by-side, got {self.layout!r}")
         if self.detect_every < 1:
             raise ValueError(f"--detect-every must be >= 1, got {self.detect_every}")
-        if self.vad not in ("auto", "silero", "energy", "pyannote"):
-            raise ValueError(f"--vad must be auto, silero, energy or pyannote, got {self.vad!r}")
+        from data_prep.vad import BACKENDS
+        if self.vad not in BACKENDS:
+            raise ValueError(f"--vad must be one of {', '.join(BACKENDS)}, got {self.vad!r}")
         if (self.vad == "pyannote") != (self.pyannote_model is not None):
             raise ValueError("--vad pyannote needs --pyannote-model PATH (a local pyannote.audio segmentation "
                              "checkpoint) and --pyannote-model is only used with --vad pyannote")
@@ -282,10 +283,10 @@ def ingest(src, out, cfg: IngestConfig = IngestConfig(), overwrite: bool = False
     """Ingest every conversation under `src` into `out` (atomically, like the synthetic builder)."""
     from afcore.io import atomic_dir
     from data_prep.synth.build import _write_rttm
-    from data_prep.vad import pyannote_checkpoint, pyannote_pipeline, silero_available
+    from data_prep.vad import pyannote_checkpoint, pyannote_pipeline, resolve_backend
 
     cfg, src, out = cfg.validate(), Path(src), Path(out)
-    vad_backend = cfg.vad if cfg.vad != "auto" else ("silero" if silero_available() else "energy")
+    vad_backend = resolve_backend(cfg.vad)
     vad_model = str(pyannote_checkpoint(cfg.pyannote_model)) if cfg.vad == "pyannote" else None
     if vad_model:  # loaded up front: a missing or broken model must stop the run, not skip every conversation
         pyannote_pipeline(vad_model)

@@ -131,13 +131,17 @@ def pyannote_segments(audio: np.ndarray, model_path, params: dict | None = None)
     return [(s.start, s.end) for s in speech.get_timeline().support().crop(Segment(0, len(audio) / SAMPLE_RATE))]
 
 
+def resolve_backend(backend: str) -> str:
+    """The backend `detect` will use: "auto" is silero when importable, else energy; unknown names are refused."""
+    if backend not in BACKENDS:
+        raise ValueError(f"VAD backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    return ("silero" if silero_available() else "energy") if backend == "auto" else backend
+
+
 def detect(audio: np.ndarray, uri: str = "track", backend: str = "auto", pyannote_model=None):
     """(Annotation, backend used). backend: "auto" (silero if importable), "silero", "energy" or "pyannote"
     (needs `pyannote_model`, the path of a local pyannote.audio segmentation checkpoint)."""
-    if backend == "auto":
-        backend = "silero" if silero_available() else "energy"
-    if backend not in BACKENDS:
-        raise ValueError(f"VAD backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    backend = resolve_backend(backend)
     if backend == "pyannote":
         if pyannote_model is None:
             raise ValueError("the pyannote VAD backend needs pyannote_model= (--pyannote-model PATH), the path of "
