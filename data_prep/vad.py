@@ -25,7 +25,7 @@ def silero_available() -> bool:
     return True
 
 
-def _segments_to_annotation(segments, uri: str, label: str = "speech"):
+def segments_to_annotation(segments, uri: str, label: str = "speech"):
     from pyannote.core import Annotation, Segment
 
     ann = Annotation(uri=uri)
@@ -149,7 +149,7 @@ def detect(audio: np.ndarray, uri: str = "track", backend: str = "auto", pyannot
         segs = pyannote_segments(audio, pyannote_model)
     else:
         segs = silero_segments(audio) if backend == "silero" else energy_segments(audio)
-    return _segments_to_annotation(segs, uri), backend
+    return segments_to_annotation(segs, uri), backend
 
 
 def detection_error_rate(reference, hypothesis, duration: float) -> dict:

@@ -35,15 +35,6 @@ def _scene(seed: int, seconds: float):
         t += u.duration + rng.uniform(0.3, 1.5)
 
 
-def _reference(segs, uri="held_out"):
-    from pyannote.core import Annotation, Segment
-
-    ref = Annotation(uri=uri)
-    for i, (a, b) in enumerate(segs):
-        ref[Segment(a, b), i] = "speech"
-    return ref
-
-
 def _tiny_pyannet():
     """PyanNet (its fixed SincNet front end, then a 16-unit BiLSTM and one 16-unit layer: 53k weights) with a
     voice-activity specification: one binary "speech" class per frame."""
@@ -133,7 +124,7 @@ def test_locally_trained_tiny_model_detects_speech_through_our_path(models):
     assert state.keys() == models["weights"].keys() and all(torch.equal(v, models["weights"][k]) for k, v in state.items())
 
     x, segs = _scene(100, 20.0)  # another voice and other sentences than in training
-    ref, duration = _reference(segs), len(x) / SAMPLE_RATE
+    ref, duration = vad.segments_to_annotation(segs, "held_out"), len(x) / SAMPLE_RATE
     der = {}
     for name in ("trained", "untrained"):
         hyp, used = vad.detect(x, "held_out", "pyannote", pyannote_model=models[name])
@@ -213,5 +204,5 @@ def test_ingest_with_pyannote_records_backend_and_model(src, models, tmp_path):
     assert set(seg.person) == {"A", "B"}
     for p, seed in (("A", 200), ("B", 201)):  # the turns written come from the model and match the voices
         segs = _scene(seed, SECONDS)[1]
-        hyp = _reference([(r.start, r.end) for r in seg[seg.person == p].itertuples()], "talk")
-        assert vad.detection_error_rate(_reference(segs, "talk"), hyp, SECONDS)["detection_error_rate"] < 0.15
+        hyp = vad.segments_to_annotation([(r.start, r.end) for r in seg[seg.person == p].itertuples()], "talk")
+        assert vad.detection_error_rate(vad.segments_to_annotation(segs, "talk"), hyp, SECONDS)["detection_error_rate"] < 0.15
