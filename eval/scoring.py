@@ -25,17 +25,6 @@ K_EXP, K_POSE = 15, 9
 # Below this held-out R² (mean over parameters) the readout cannot be trusted to carry the motion, and a claim
 # scored through it is "not measurable here" (its numbers are still shown). Fixed before any model was scored.
 READOUT_MIN_R2 = 0.5
-# Why a video metric is N/A in a notebook that draws no frames (03); 04 scores them with eval.video_scores and
-# records its own reason when the extractors can be neither loaded nor trained.
-_SCORED_IN_04 = ("not scored in this notebook (it draws no frames); notebook 04 scores it for Tables 5/6 from drawn "
-                 "frames with eval.video_scores: {} when its weights are local, else the embedded {} trained here")
-NOT_MEASURED = {
-    "FID": _SCORED_IN_04.format("pytorch-fid's Inception", "frame encoder"),
-    "FVD": _SCORED_IN_04.format("the I3D network", "clip encoder"),
-    "CSIM": _SCORED_IN_04.format("ArcFace", "identity encoder"),
-    "LSE-D": _SCORED_IN_04.format("SyncNet", "SyncNet"),
-    "LSE-C": _SCORED_IN_04.format("SyncNet", "SyncNet"),
-}
 
 
 def motion_scores(generated: list, user: list, ground_truth: list, *, seed: int = 0) -> dict:

@@ -95,3 +95,57 @@ def score_generated(generated: dict, clips: list[dict], corpus_dir, extractors: 
              else "drawn by the corpus renderer from the read-out parameters")
     return scores, drawn
 
+
+
+def video_columns(generated: dict, clips: list[dict], corpus_dir, *, enabled: bool = True,
+                  latents: str = "autoencoder", autoencoder="", readout=None, extractors_dir=DEFAULT_EXTRACTORS_DIR,
+                  threads: int = 1) -> dict:
+    """A notebook's video columns in one call: the extractors (`video_extractors`), then `score_generated` of
+    `generated` plus two yardsticks, "GT latents via readout" (the clips' true latents drawn the same way: the
+    floor of the drawing path) and "GT (corpus frames)".
+
+    latents: "autoencoder" (frames decoded by the motion autoencoder file `autoencoder`) or "oracle" (drawn by the
+    renderer from `readout`'s parameters). Returns {"scores": {label: video_scores}, "not_measured": {column: why}
+    (empty when measured), "records": the extractors' records (for metrics.json), "drawn" and "scored_by": how the
+    frames were drawn and which extractors scored them, "source": both, for a table row's source, "summary":
+    markdown that also says how each extractor was obtained, "wall": seconds}. When `enabled` is False, no
+    autoencoder is given for autoencoder latents, or the extractors can be neither loaded nor trained, every
+    column is N/A and says why."""
+    import time
+
+    out = {"scores": {}, "not_measured": {}, "records": {}, "drawn": "", "scored_by": "", "source": "", "summary": "",
+           "wall": {}}
+    skip = ("video_metrics = False" if not enabled else
+            "no autoencoder to decode the motion into frames (pass 02's motion_autoencoder.pt)"
+            if latents == "autoencoder" and not autoencoder else "")
+    if skip:
+        out["not_measured"] = dict.fromkeys(EXTRACTOR_OF, skip)
+        return out
+    t0 = time.perf_counter()
+    try:
+        extractors, records = video_extractors(corpus_dir, extractors_dir, threads=threads)
+    except Exception as err:  # noqa: BLE001 -- no extractor: the columns stay N/A and say why
+        out["not_measured"] = dict.fromkeys(EXTRACTOR_OF, f"the extractors could be neither loaded nor trained: "
+                                                          f"{type(err).__name__}: {err}")
+        return out
+    out["wall"]["video_extractors"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if latents == "autoencoder":
+        from afcore.train_ae import load_autoencoder
+        ae = load_autoencoder(autoencoder)[0]
+    else:
+        ae = None
+    generated = {**generated, "GT latents via readout": [c["avatar_latents"] for c in clips]}
+    out["scores"], drawn = score_generated(generated, clips, corpus_dir, extractors, readout=readout, ae=ae)
+    out["wall"]["video_scores"] = time.perf_counter() - t0
+
+    def named(metric):
+        steps = (records[metric]["card"].get("training") or {}).get("steps")
+        return records[metric]["card"]["name"] + (f" ({steps} steps)" if steps else "")
+    scored_by = f"FID {named('fid')}, FVD {named('fvd')}, CSIM {named('csim')}, LSE {named('lipsync')}"
+    records = {m: {k: r[k] for k in ("name", "summary", "obtained", "card", "training_s") if k in r}
+               for m, r in records.items()}
+    out.update(records=records, drawn=drawn, scored_by=scored_by, source=f"frames {drawn}, scored by {scored_by}",
+               summary=f"Frames {drawn}; scored by {scored_by}. " + "; ".join(
+                   f"{r['name']}: {r['obtained']}" for r in records.values()))
+    return out

@@ -72,7 +72,7 @@ def chain(tiny_corpus, video_extractors_dir, tmp_path_factory):
     # 03 on the oracle latents (the control quick/full use), 04 on the autoencoder's (decodes the video)
     r3 = run(NOTEBOOKS["03"], o3, corpus_dir=str(corpus), autoencoder=str(o2 / "motion_autoencoder.pt"),
              readout=str(o2 / "readout.pt"), latents="oracle", steps=3, batch_size=2, nfe=3, eval_max_frames=60,
-             rollout_max_frames=100, drift_segment=25, latency_blocks=2)
+             rollout_max_frames=100, drift_segment=25, latency_blocks=2, video_extractors_dir=str(video_extractors_dir))
     r4 = run(NOTEBOOKS["04"], o4, corpus_dir=str(corpus), autoencoder=str(o2 / "motion_autoencoder.pt"),
              readout=str(o2 / "readout.pt"), checkpoint=str(o3 / "checkpoint.pt"),
              talking_checkpoint=str(o3 / "talking.pt"), no_user_checkpoint=str(o3 / "no_user_motion.pt"),
@@ -113,6 +113,14 @@ def test_03_trains_every_variant_and_writes_the_paper_tables(chain):
     assert "ORACLE latents" in table7
     assert torch.load(out / "checkpoint.pt", weights_only=False)["latent_space"].startswith("oracle-params")
     assert any("m_u" in c for c in claims) and any("drift" in c for c in claims)
+    video = ("FID", "FVD", "CSIM", "LSE-D", "LSE-C")  # Table 1's columns from drawn frames
+    assert not m["not_measured"] and {"fid", "fvd", "csim", "lipsync"} == set(record["extractors"]["video"])
+    table1 = {r["method"]: r for r in m["tables"]["table1"]}
+    ours = [r for name, r in table1.items() if name.startswith("ours") or name == "GT (corpus params and frames)"]
+    assert len(ours) == 4 and all(isinstance(r[k], float) and math.isfinite(r[k]) for r in ours for k in video)
+    assert abs(table1["GT (corpus params and frames)"]["FID"]) < 1e-3  # the corpus frames against themselves
+    assert all(math.isfinite(r["FVD"]) and math.isfinite(r["LSE-D*"]) for r in m["tables"]["table7"]
+               if r["method"].startswith("ours"))
 
 
 def test_04_fine_tunes_with_both_losers_and_shows_the_table_and_video(chain):

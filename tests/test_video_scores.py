@@ -63,22 +63,33 @@ def test_video_scores_refuse_mismatched_inputs(extractors, clips):
         video_scores([f[:10] for f in frames], frames, audio, refs, extractors)
 
 
-def test_score_generated_draws_oracle_latents_with_the_renderer(tiny_corpus, extractors):
+def test_video_columns_draw_oracle_latents_with_the_renderer(tiny_corpus, video_extractors_dir, extractors):
     """The ground-truth oracle latents, drawn by the renderer from their exact read-out, score like the corpus frames
     themselves; shuffled in time they do not."""
     from afcore.data import oracle_latent_corpus
     from eval.experiments import held_out_clips
     from eval.readout import fit_corpus_readout
-    from eval.video_scores import score_generated
+    from eval.video_scores import score_generated, video_columns
 
     view = oracle_latent_corpus(tiny_corpus, 16)
     clips = held_out_clips(view, "test")
     truth = [c["avatar_latents"] for c in clips]
     shuffled = [m[np.random.default_rng(0).permutation(len(m))] for m in truth]
-    scores, drawn = score_generated({"gt": truth, "shuffled": shuffled}, clips, view, extractors,
-                                    readout=fit_corpus_readout(view))
-    assert "renderer" in drawn and set(scores) == {"gt", "shuffled", "GT (corpus frames)"}
-    assert scores["gt"]["FVD"] < 0.5 * scores["shuffled"]["FVD"] and scores["gt"]["FID"] < 1.0
-    assert scores["gt"]["LSE-D"] < scores["shuffled"]["LSE-D"]
+    cols = video_columns({"shuffled": shuffled}, clips, view, latents="oracle", readout=fit_corpus_readout(view),
+                         extractors_dir=video_extractors_dir)
+    scores, gt = cols["scores"], cols["scores"]["GT latents via readout"]
+    assert not cols["not_measured"] and set(scores) == {"shuffled", "GT latents via readout", "GT (corpus frames)"}
+    assert "renderer" in cols["source"] and set(cols["records"]) == {"fid", "fvd", "csim", "lipsync"}
+    assert gt["FVD"] < 0.5 * scores["shuffled"]["FVD"] and gt["FID"] < 1.0
+    assert gt["LSE-D"] < scores["shuffled"]["LSE-D"]
     with pytest.raises(ValueError, match="pass one"):
         score_generated({"gt": truth}, clips, view, extractors)
+
+
+def test_video_columns_say_why_they_are_not_measured(tiny_corpus):
+    from eval.video_scores import video_columns
+
+    off = video_columns({}, [], tiny_corpus, enabled=False)
+    assert off["not_measured"] == dict.fromkeys(EXTRACTOR_OF, "video_metrics = False") and not off["scores"]
+    no_ae = video_columns({}, [], tiny_corpus, latents="autoencoder", autoencoder="")
+    assert set(no_ae["not_measured"]) == set(EXTRACTOR_OF) and "no autoencoder" in no_ae["not_measured"]["FID"]

@@ -22,9 +22,11 @@ with the same budget on the corpus latents of 02 and scored on the **held-out te
 
 Motion metrics (`eval.scoring`) read face parameters out of generated latents with 02's ridge readout
 ("latent-readout-ridge"): rPCC uses the partner's true parameters as the user and the avatar's true
-parameters as ground truth. Image/video metrics (FID, FVD, CSIM, LSE) are **not measured** here (no
-real-weight networks offline). Every table puts the paper's rows beside ours; where a direction does not
-reproduce, the claim says so. Paper "Ours" rows are after DPO; ours here are stage 1 (DPO is 04).
+parameters as ground truth. Video metrics (FID, FVD, CSIM, LSE-D, LSE-C) score frames drawn from the
+generated motion (`eval.video_scores`: real-weight networks when their files are local, else embedded
+extractors trained on the corpus, on their own scales; every row names them). Every table puts the paper's rows
+beside ours; where a direction does not reproduce, the claim says so. Paper "Ours" rows are after DPO; ours
+here are stage 1 (DPO is 04).
 
 `latents = "oracle"` swaps 02's autoencoder latents for a fixed linear embedding of the corpus's true face
 parameters: a labelled control for budgets at which the CPU-trained autoencoder does not yet carry the
@@ -52,7 +54,10 @@ eval_max_frames = 0           # crop held-out clips to this many frames (0: whol
 eval_max_clips = 0            # score at most this many held-out avatar clips, spread evenly (0: all)
 rollout_max_frames = 0        # long rollouts for drift: whole test conversations, cropped (0: whole)
 drift_segment = 50            # frames per stretch of the drift curve
-latency_blocks = 4'''
+latency_blocks = 4
+video_metrics = True          # FID, FVD, CSIM, LSE-D, LSE-C of drawn frames for Tables 1, 5 and 7 (eval.video_scores)
+video_extractors_dir = "data/extractors_bench"  # embedded video extractors missing from the registry's locations
+                              # are trained here once at the quick budgets, then reused (as in 04)'''
 
 SETUP = '''import sys
 from pathlib import Path
@@ -79,6 +84,7 @@ from eval.experiments import (VARIANTS, base_config, generate_clips, held_out_cl
                               export_checkpoint, oracle_latent_corpus, sample_config, train_variant)
 from eval.readout import ParamReadout, fit_corpus_readout
 from eval.tables import build_table, get_table, to_markdown, write_table
+from eval.video_scores import EXTRACTOR_OF, video_columns
 
 torch.set_num_threads(threads)
 pd.set_option("display.width", 220)
@@ -162,13 +168,33 @@ score_df = pd.DataFrame({**scores, **refs}).T
 score_df["latency_s"] = pd.Series({n: latency[n]["latency_s"] for n in latency})
 display(score_df.round(4))'''
 
+VIDEO = '''in_tables = [n for n in ("ours", "no_user_motion", "block5", "block25", "infp", "talking") if n in generated]
+video_cols = video_columns({n: generated[n] for n in in_tables}, clips, corpus_dir, enabled=video_metrics,
+                           latents=latents, autoencoder=autoencoder, readout=readout_model,
+                           extractors_dir=video_extractors_dir, threads=threads)
+vscores, not_measured = video_cols["scores"], video_cols["not_measured"]
+wall.update(video_cols["wall"])
+VSOURCE = f"; FID/FVD/CSIM/LSE: {video_cols['source']}" if vscores else ""
+def with_video(name, extra=None):  # a variant's motion scores, its video scores, and extra columns
+    return {**scores.get(name, refs.get(name, {})), **vscores.get(name, {}), **(extra or {})}
+if vscores:
+    display(Markdown(video_cols["summary"]))
+    display(pd.DataFrame(vscores).T[list(EXTRACTOR_OF)].astype(float).round(4))
+else:
+    display(Markdown("FID, FVD, CSIM, LSE-D, LSE-C: **not measured**: " + "; ".join(sorted(set(not_measured.values())))))'''
+
 USER_MOTION = '''T5 = get_table("table5_6").metrics
 rows = []
 for name, mu in (("no_user_motion", "✗"), ("ours", "✓")):
     if name in scores:
-        rows.append(scoring.table_row(f"ours: {VARIANTS[name].label}", SOURCE, scores[name], T5,
+        rows.append(scoring.table_row(f"ours: {VARIANTS[name].label}", SOURCE + VSOURCE, with_video(name), T5,
                                       **{"w/ m_u": mu, "DPO": "✗"}))
-rows.append(scoring.table_row("GT latents via readout", SOURCE, refs["GT latents via readout"], T5, reference=True))
+rows.append(scoring.table_row("GT latents via readout", SOURCE + VSOURCE, with_video("GT latents via readout"), T5,
+                              reference=True))
+if vscores:
+    rows.append(scoring.table_row("GT (corpus params and frames)", f"{SOURCE}; FID/FVD/CSIM/LSE: the corpus frames, "
+                                  f"scored by {video_cols['scored_by']}", {**refs["GT (corpus params)"],
+                                  **vscores["GT (corpus frames)"]}, T5, reference=True))
 table("table5_6", rows)
 if {"ours", "no_user_motion"} <= set(scores):
     for metric, paper in (("rPCC-Exp", "0.052 -> 0.042"), ("rPCC-Pose", "0.175 -> 0.146")):
@@ -203,12 +229,13 @@ if {"mask_blockwise", "mask_block_lookahead"} <= set(jit):
 
 BLOCKS = '''block_names = [(n, b) for n, b in (("block5", 5), ("ours", 10), ("block25", 25)) if n in scores]
 T7 = get_table("table7").metrics
-rows = [scoring.table_row(f"ours: {50 // b} blocks x {b} frames", SOURCE + "; latency = block buffer + CPU compute per block",
-                          {**scores[n], "Latency (s)": latency[n]["latency_s"]}, T7,
+rows = [scoring.table_row(f"ours: {50 // b} blocks x {b} frames",
+                          SOURCE + VSOURCE + "; latency = block buffer + CPU compute per block; LSE-D* = our LSE-D",
+                          with_video(n, {"Latency (s)": latency[n]["latency_s"],
+                                         **({"LSE-D*": vscores[n]["LSE-D"]} if n in vscores else {})}), T7,
                           **{"# blocks": 50 // b, "frames/block": b}) for n, b in block_names]
 if rows:
     table("table7", rows)
-    display(Markdown("FVD and the column printed as LSE-D are not measured: " + scoring.NOT_MEASURED["FVD"]))
 if {"block5", "ours", "block25"} <= set(latency):
     lat = [latency[n]["latency_s"] for n in ("block5", "ours", "block25")]
     claims.append({"claim": "Smaller motion blocks lower the latency (Table 7)", "paper": "0.3 / 0.5 / 1.5 s for 5 / 10 / 25 frames",
@@ -251,13 +278,16 @@ for name, method, ref in (("talking", "ours: talking-only (avatar audio; FLOAT-l
                           ("infp", "ours: INFP* (bidirectional 75-frame windows)", False),
                           ("ours", "ours: Avatar Forcing, stage 1 (no DPO)", False)):
     if name in scores:
-        rows.append(scoring.table_row(method, SOURCE, {**scores[name], "Latency (s)": latency[name]["latency_s"]}, T1,
-                                      **{"User input": "✗" if name == "talking" else "✓", "reference": ref}))
-rows.append(scoring.table_row("GT (corpus params)", SOURCE, refs["GT (corpus params)"], T1, **{"User input": "N/A",
-                              "reference": True}))
+        rows.append(scoring.table_row(method, SOURCE + VSOURCE, with_video(name, {"Latency (s)": latency[name]["latency_s"]}),
+                                      T1, **{"User input": "✗" if name == "talking" else "✓", "reference": ref}))
+gt_video = f"; FID/FVD/CSIM/LSE: the corpus frames, scored by {video_cols['scored_by']}" if vscores else ""
+rows.append(scoring.table_row("GT (corpus params and frames)", SOURCE + gt_video,
+                              {**refs["GT (corpus params)"], **vscores.get("GT (corpus frames)", {})}, T1,
+                              **{"User input": "N/A", "reference": True}))
 table("table1", rows)
-display(Markdown("FID, FVD, CSIM, LSE-D, LSE-C: not measured (" + scoring.NOT_MEASURED["FID"] + "; likewise I3D, "
-                 "ArcFace, SyncNet). The paper's Ours row is after DPO; ours here is stage 1."))
+display(Markdown("The paper's Ours row is after DPO; ours here is stage 1. " + (
+    "Embedded extractors give video numbers on their own scales: compare our rows with each other and with the GT "
+    "row, not with the paper's." if vscores else "")))
 if {"ours", "infp"} <= set(scores):
     claims.append(scoring.direction_claim("Avatar Forcing is more reactive than INFP* (Table 1, rPCC-Exp)", "0.035 -> 0.003",
                                           scores["infp"]["rPCC-Exp"], scores["ours"]["rPCC-Exp"], "down",
@@ -269,9 +299,10 @@ if {"ours", "infp"} <= set(scores):
 
 WRITE = '''metrics = {"scores": scores, "reference_scores": refs, "latency": latency, "training": train_summaries,
            "jitter": jit, "drift": drift,
-           "tables": tables, "not_measured": scoring.NOT_MEASURED, "held_out_clips": len(clips)}
+           "tables": tables, "video_scores": vscores, "not_measured": not_measured, "held_out_clips": len(clips)}
 path = write_metrics(out, metrics, profile=profile, seed=seed, threads=threads, wall_times=wall, figures=figures,
-                     extractors={"motion_params": readout_model.card}, claims=claims, config=cfg.to_dict(),
+                     extractors={"motion_params": readout_model.card,
+                                 "video": video_cols["records"]}, claims=claims, config=cfg.to_dict(),
                      train_profile=profile_.__dict__, corpus=str(corpus_dir), latents=latents, nfe=nfe,
                      outputs={"checkpoint": "checkpoint.pt", "talking": "talking.pt", "no_user_motion": "no_user_motion.pt"},
                      headline={f"rpcc_exp_{n}": scores[n]["rPCC-Exp"] for n in scores},
@@ -286,6 +317,7 @@ def notebook():
     cells = [md(INTRO), new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]}), new_code_cell(SETUP),
              md("## Train every variant (same steps, batch, seed)"), new_code_cell(TRAIN),
              md("## Generate the held-out clips and score them"), new_code_cell(GENERATE),
+             md("## Video metrics of drawn frames (Tables 1, 5, 7)"), new_code_cell(VIDEO),
              md("## User motion (paper Table 5)"), new_code_cell(USER_MOTION),
              md("## Attention masks (paper App. D.4, Fig. 12: video only)"), new_code_cell(MASKS),
              md("## Block size with the 50-frame window (paper Table 7)"), new_code_cell(BLOCKS),

@@ -84,7 +84,7 @@ from eval.experiments import (decode_motion, export_checkpoint, generate_clips, 
                               oracle_latent_corpus, render_params, side_by_side)
 from eval.readout import ParamReadout, fit_corpus_readout
 from eval.tables import build_table, get_table, to_markdown, write_table
-from eval.video_scores import EXTRACTOR_OF, score_generated, video_extractors
+from eval.video_scores import EXTRACTOR_OF, video_columns
 
 torch.set_num_threads(threads)
 pd.set_option("display.width", 220)
@@ -185,39 +185,18 @@ if image_path and latents == "autoencoder" and autoencoder:
         display(pd.DataFrame(image_scores).T.round(4))
     wall["image_path"] = time.perf_counter() - t0'''
 
-VIDEO_SCORES = '''vscores, video_extractor_records, not_measured = {}, {}, {}
-if not video_metrics:
-    not_measured = dict.fromkeys(EXTRACTOR_OF, "video_metrics = False")
-elif latents == "autoencoder" and not autoencoder:
-    not_measured = dict.fromkeys(EXTRACTOR_OF, "no autoencoder to decode the motion into frames (pass 02's "
-                                 "motion_autoencoder.pt)")
-else:
-    t0 = time.perf_counter()
-    try:
-        vx, video_extractor_records = video_extractors(corpus_dir, video_extractors_dir, threads=threads)
-    except Exception as err:  # noqa: BLE001 -- no extractor: the columns stay N/A and say why
-        not_measured = dict.fromkeys(EXTRACTOR_OF, f"the extractors could be neither loaded nor trained: "
-                                     f"{type(err).__name__}: {err}")
-    wall["video_extractors"] = time.perf_counter() - t0
-if not not_measured:
-    t0 = time.perf_counter()
-    drawn = {label: generated[label] for label in scores if "beta" not in label}
-    drawn["GT latents via readout"] = [c["avatar_latents"] for c in clips]  # the floor of the drawing path
-    ae = load_autoencoder(autoencoder)[0] if latents == "autoencoder" else None
-    vscores, DRAWN = score_generated(drawn, clips, corpus_dir, vx, readout=readout_model, ae=ae)
-    wall["video_scores"] = time.perf_counter() - t0
-    def named(metric):
-        card = video_extractor_records[metric]["card"]
-        steps = (card.get("training") or {}).get("steps")
-        return card["name"] + (f" ({steps} steps)" if steps else "")
-    VIDEO_EXTRACTORS = f"FID {named('fid')}, FVD {named('fvd')}, CSIM {named('csim')}, LSE {named('lipsync')}"
-    display(Markdown(f"Frames {DRAWN}; scored by {VIDEO_EXTRACTORS}. " + "; ".join(
-        f"{r['name']}: {r['obtained']}" for r in video_extractor_records.values())))
+VIDEO_SCORES = '''in_table = {label: generated[label] for label in scores if "beta" not in label}
+video_cols = video_columns(in_table, clips, corpus_dir, enabled=video_metrics, latents=latents, autoencoder=autoencoder,
+                           readout=readout_model, extractors_dir=video_extractors_dir, threads=threads)
+vscores, not_measured = video_cols["scores"], video_cols["not_measured"]
+wall.update(video_cols["wall"])
+if vscores:
+    display(Markdown(video_cols["summary"]))
     display(pd.DataFrame(vscores).T[list(EXTRACTOR_OF)].astype(float).round(4))'''
 
 TABLE = '''T = get_table("table5_6").metrics
 main = f"w/ m_u + DPO ({main_run.removeprefix('dpo_')})"
-VSOURCE = f"; FID/FVD/CSIM/LSE: frames {DRAWN}, scored by {VIDEO_EXTRACTORS}" if vscores else ""
+VSOURCE = f"; FID/FVD/CSIM/LSE: {video_cols['source']}" if vscores else ""
 rows = [scoring.table_row(f"ours: {label}", SOURCE + VSOURCE, {**scores[label], **vscores.get(label, {})}, T,
                           **{"w/ m_u": "✗" if label == "w/o m_u" else "✓", "DPO": "✓" if "DPO" in label else "✗"})
         for label in scores if "beta" not in label]
@@ -226,7 +205,7 @@ rows.append(scoring.table_row("GT latents via readout", SOURCE + VSOURCE, {**ref
                               **vscores.get("GT latents via readout", {})}, T, reference=True))
 if vscores:
     rows.append(scoring.table_row("GT (corpus params and frames)",
-                                  f"{SOURCE}; FID/FVD/CSIM/LSE: the corpus frames, scored by {VIDEO_EXTRACTORS}",
+                                  f"{SOURCE}; FID/FVD/CSIM/LSE: the corpus frames, scored by {video_cols['scored_by']}",
                                   {**refs["GT (corpus params)"], **vscores["GT (corpus frames)"]}, T, reference=True))
 if image_scores:
     fx_r2 = image_card.get("quality", {}).get("r2_mean_heldout_renders", float("nan"))
@@ -243,7 +222,7 @@ if not_measured:
     display(Markdown("FID, FVD, CSIM, LSE-D, LSE-C: **not measured**: "
                      + "; ".join(sorted(set(not_measured.values())))))
 else:
-    display(Markdown(f"FID, FVD, CSIM, LSE-D, LSE-C by {VIDEO_EXTRACTORS}. Embedded extractors give numbers on their "
+    display(Markdown(f"FID, FVD, CSIM, LSE-D, LSE-C: {video_cols['source']}. Embedded extractors give numbers on their "
                      "own scales: compare our rows with each other and with the GT rows, not with the paper's."))
 for metric, better, paper in (("rPCC-Exp", "down", "0.042 -> 0.003"), ("rPCC-Pose", "down", "0.146 -> 0.036"),
                               ("SID", "up", "2.236 -> 2.442"), ("Var", "up", "1.408 -> 1.734")):
@@ -318,8 +297,7 @@ WRITE = '''metrics = {"scores": scores, "reference_scores": refs, "image_path_sc
            "video": video, "held_out_clips": len(clips)}
 path = write_metrics(out, metrics, profile=profile, seed=seed, threads=threads, wall_times=wall, figures=figures,
                      extractors={"motion_params": readout_model.card, "motion_params_image_path": image_card,
-                                 "video": {m: {k: r[k] for k in ("name", "summary", "obtained", "card", "training_s")
-                                               if k in r} for m, r in video_extractor_records.items()}},
+                                 "video": video_cols["records"]},
                      claims=claims, config=cfg.to_dict(), dpo={"steps": dpo_steps, "batch_size": batch_size, "lr": lr, "lam": lam, "beta": beta,
                           "beta_sweep": beta_sweep, "losers": losers, "loser_nfe": loser_nfe},
                      corpus=str(corpus_dir), latents=latents, nfe=nfe, outputs={"checkpoint": "checkpoint.pt", "video": video},
