@@ -52,7 +52,8 @@ def dpo_loss(model: FlowTransformer, reference: FlowTransformer, batch: Batch, l
     made without the user conditions; both share the noise and the per-block times and are scored under
     the FULL condition c. With e = L1 velocity error (mean over frames and dims):
         L = -log sigmoid(-beta [(e_w(theta) - e_w(ref)) - (e_l(theta) - e_l(ref))])
-    Returns the loss and the implicit accuracy / reward margin to log."""
+    Returns the loss and, to log, the implicit accuracy, the reward margin and the DPO weight sigmoid(-margin):
+    the factor on L_DPO's gradient, 0.5 while the policy equals the reference and -> 0 when beta saturates it."""
     t, noise = noise_and_times(model, batch.motion, generator)
     x = torch.cat([batch.motion, loser_motion])  # (2B, L, D): [winners | losers]
     cond = model.encode_conditions(batch.avatar_audio, batch.user_audio, batch.user_motion).repeat(2, 1, 1)
@@ -65,4 +66,4 @@ def dpo_loss(model: FlowTransformer, reference: FlowTransformer, batch: Batch, l
     margin = -beta * (e_w - e_l)  # implicit reward of the winner over the loser
     loss = -F.logsigmoid(margin).mean()
     return loss, {"dpo_loss": loss.item(), "implicit_acc": (margin > 0).float().mean().item(),
-                  "reward_margin": margin.mean().item()}
+                  "reward_margin": margin.mean().item(), "dpo_weight": torch.sigmoid(-margin).mean().item()}

@@ -278,7 +278,7 @@ def train(model: AvatarForcing, dataset: Dataset, profile: TrainProfile, out, *,
     sampler = WindowBatches(len(dataset), profile.batch_size, profile.seed, step, rt.rank, rt.world)
     batches = iter(DataLoader(dataset, batch_sampler=sampler, num_workers=profile.workers))
     columns = ["step", "loss", "grad_norm", "lr", "steps_per_s", "elapsed_s"]
-    columns += ["df_loss", "dpo_loss", "implicit_acc", "reward_margin"] if stage == "dpo" else []
+    columns += ["df_loss", "dpo_loss", "implicit_acc", "reward_margin", "dpo_weight"] if stage == "dpo" else []
     log = CsvLog(out / "log.csv", columns, step) if rt.main else None
     bar = tqdm(total=profile.steps, initial=step, desc=f"{stage} {model.cfg.name}", disable=not rt.main,
                dynamic_ncols=True)

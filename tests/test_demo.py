@@ -332,7 +332,7 @@ def test_a_reactive_bundle_trains_on_oracle_latents_with_dpo(tiny_corpus, scene,
                                dpo_steps=2, gen_batch=2)
     recipe = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)["recipe"]
     assert models.oracle and models.cfg.cond_past == 20 and recipe["stage"] == "dpo" and recipe["step"] == 2
-    assert set(recipe["dpo_final"]) == {"loss", "implicit_acc", "reward_margin"}
+    assert set(recipe["dpo_final"]) == {"loss", "implicit_acc", "reward_margin", "dpo_weight"}
     engine = LiveEngine(models, scene)
     for _ in range(5):  # past the 40 frames of history the session keeps (the window starts 2 frames back)
         engine.step()

@@ -102,6 +102,7 @@ def test_dpo_loss_starts_at_log2_and_prefers_the_winner_after_training():
         loss.backward()
         opt.step()
     assert stats["reward_margin"] > 0 and stats["implicit_acc"] == 1.0 and loss < 0.69
+    assert 0 < stats["dpo_weight"] < 0.5  # sigmoid(-margin): DPO's own gradient shrinks as the winners win
 
 
 def test_paper_model_gives_zero_velocity_at_init():

@@ -175,9 +175,11 @@ def test_dpo_runs_with_both_losers_and_logs_preference_stats(smoke_run, tmp_path
     # Step 1 runs before any update: policy == frozen reference, so the margin is 0 and L_DPO = log 2 (up to
     # float rounding: the no-grad reference takes other kernels, and beta = 1000 magnifies the last bits).
     assert abs(float(rows[0]["reward_margin"])) < 1e-2
+    assert float(rows[0]["dpo_weight"]) == pytest.approx(0.5, abs=1e-2)  # sigmoid(0): DPO's gradient at full weight
     assert float(rows[0]["dpo_loss"]) == pytest.approx(math.log(2), abs=1e-3)
     # Two updates later the policy prefers the winners: the margin grew far beyond rounding.
     assert float(rows[2]["reward_margin"]) > 1.0 and 0.0 <= float(rows[2]["implicit_acc"]) <= 1.0
+    assert float(rows[2]["dpo_weight"]) < 0.5  # winners preferred: DPO's gradient already weaker
     for r in rows:  # L_ft = L_DF + lambda L_DPO
         assert float(r["loss"]) == pytest.approx(float(r["df_loss"]) + 0.1 * float(r["dpo_loss"]), rel=1e-6)
     tuned, state = load_checkpoint(out / "last.pt")

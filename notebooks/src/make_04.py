@@ -134,17 +134,22 @@ for run, (loser, b, lam_run) in runs.items():
     wall[f"train_{run}"] = time.perf_counter() - t0
 main_run = "dpo_talking" if "talking" in losers else f"dpo_{losers[0]}"
 export_checkpoint(out / "runs" / main_run / "last.pt", out / "checkpoint.pt", latent_corpus)  # for 07
-fig, axes = plt.subplots(1, 3, figsize=(13, 3))
+fig, axes = plt.subplots(1, 4, figsize=(16, 3))
 for run in runs:
     log = pd.read_csv(out / "runs" / run / "log.csv")
-    for ax, col in zip(axes, ("dpo_loss", "implicit_acc", "reward_margin")):
+    dpo_summaries[run]["mean_dpo_weight"] = float(log.dpo_weight.mean())
+    for ax, col in zip(axes, ("dpo_loss", "implicit_acc", "reward_margin", "dpo_weight")):
         ax.plot(log.step, log[col], label=run, lw=1)
         ax.set(xlabel="step", title=col)
 axes[0].legend(fontsize=7)
 save_name = "dpo_training.png"
 fig.savefig(out / save_name, dpi=110, bbox_inches="tight"); figures.append(save_name); plt.show()
 display(pd.DataFrame(dpo_summaries).T[["final_loss", "final_df_loss", "final_dpo_loss", "final_implicit_acc",
-                                       "final_reward_margin", "wall_s"]].astype(float).round(4))'''
+                                       "final_reward_margin", "final_dpo_weight", "mean_dpo_weight",
+                                       "wall_s"]].astype(float).round(4))
+display(Markdown("`dpo_weight` = sigmoid(-margin), the factor on L_DPO's gradient: 0.5 at the start (policy = "
+                 "reference), near 0 once beta x (error difference) is large, and then DPO has stopped acting; "
+                 "compare the run with the lambda = 0 control."))'''
 
 SCORE = '''models = {"w/o m_u": (no_user_checkpoint, False), "w/ m_u": (checkpoint, True)}
 models.update({f"w/ m_u + DPO ({run.removeprefix('dpo_')})": (out / "runs" / run / "last.pt", True)
@@ -247,16 +252,17 @@ sweep = {b: scores[f"w/ m_u + DPO (talking_beta{b:g})" if b != beta else main] f
 if len(sweep) > 1:
     sweep_df = pd.DataFrame(sweep).T
     sweep_df.index.name = "beta"
-    sweep_df["final_reward_margin"] = [dpo_summaries["dpo_talking" if b == beta else f"dpo_talking_beta{b:g}"]["final_reward_margin"]
-                                       for b in sweep_df.index]
+    for col in ("final_reward_margin", "mean_dpo_weight"):
+        sweep_df[col] = [dpo_summaries["dpo_talking" if b == beta else f"dpo_talking_beta{b:g}"][col] for b in sweep_df.index]
     display(Markdown("**Beta sweep** (talking-only loser). The implicit reward is beta x (error difference); once it is "
                      "large the sigmoid saturates and the DPO gradient vanishes, so a useful beta scales with 1 / error scale."))
-    display(sweep_df[["rPCC-Exp", "rPCC-Pose", "SID", "Var", "final_reward_margin"]].round(4))
+    display(sweep_df[["rPCC-Exp", "rPCC-Pose", "SID", "Var", "final_reward_margin", "mean_dpo_weight"]].round(4))
     sweep_df.to_csv(out / "beta_sweep.csv")
     fig, axes = plt.subplots(1, 4, figsize=(13, 2.8))
     for ax, m in zip(axes, ("rPCC-Exp", "rPCC-Pose", "SID", "Var")):
         ax.plot(sweep_df.index, sweep_df[m], marker="o")
         ax.axhline(scores["w/ m_u"][m], color="k", ls="--", lw=0.8, label="stage 1")
+        ax.axhline(scores["w/ m_u + L_DF only (control)"][m], color="tab:gray", ls=":", lw=0.8, label="lambda = 0")
         ax.set(xscale="log", xlabel="beta", title=m)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
