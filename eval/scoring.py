@@ -25,6 +25,10 @@ K_EXP, K_POSE = 15, 9
 # Below this held-out R² (mean over parameters) the readout cannot be trusted to carry the motion, and a claim
 # scored through it is "not measurable here" (its numbers are still shown). Fixed before any model was scored.
 READOUT_MIN_R2 = 0.5
+# DPO acts only while sigmoid(-margin), the factor on its gradient, is not ~0 (afcore.objectives.dpo_loss). A DPO
+# run whose mean factor over training is below this has, in effect, stopped being DPO. A training-health rule, not
+# an outcome: it reads the training log only.
+DPO_ACTIVE_MIN_WEIGHT = 0.1
 
 
 def motion_scores(generated: list, user: list, ground_truth: list, *, seed: int = 0) -> dict:
@@ -124,6 +128,14 @@ def direction_claim(claim: str, paper: str, before: float, after: float, better:
                f"the paper). " + why)
     return {"claim": claim, "paper": paper, "ours": f"{metric} {before:.4g} -> {after:.4g}", "verdict": verdict,
             "why": why}
+
+
+def active_beta(mean_dpo_weight: dict) -> float | None:
+    """The largest beta whose DPO term stayed active ({beta: mean dpo_weight over the run} >=
+    DPO_ACTIVE_MIN_WEIGHT), or None. beta scales with 1 / the latents' error scale, so the paper's value can
+    saturate on other latents; this picks the strongest preference pressure that still trains."""
+    alive = [b for b, w in mean_dpo_weight.items() if w >= DPO_ACTIVE_MIN_WEIGHT]
+    return max(alive) if alive else None
 
 
 def table_row(method: str, source: str, scores: dict, metrics, **extra) -> dict:

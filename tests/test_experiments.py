@@ -174,6 +174,9 @@ def test_drift_jitter_latency_and_claims():
     assert infp["buffer_s"] == 3.0
     assert scoring.direction_claim("c", "p", 0.2, 0.1, "down", metric="m")["verdict"] == "reproduced in direction"
     assert scoring.direction_claim("c", "p", 0.2, 0.1, "up", metric="m")["verdict"] == "not reproduced"
+    # beta 1000 saturated (DPO's gradient factor ~0 over the run), 100 at the threshold, 10 fully active
+    assert scoring.active_beta({1000.0: 0.003, 100.0: scoring.DPO_ACTIVE_MIN_WEIGHT, 10.0: 0.35}) == 100.0
+    assert scoring.active_beta({1000.0: 0.003, 100.0: 0.02}) is None
 
 
 def test_stage0_figures_and_video_frames(linear_corpus):
