@@ -5,6 +5,7 @@ import argparse
 import sys
 import time
 
+from data_prep.layouts import LAYOUTS
 from data_prep.vad import BACKENDS as VAD_BACKENDS
 
 
@@ -86,7 +87,9 @@ def register(subparsers) -> None:
     q.add_argument("--src", required=True, help="folder of <conv>.mp4 (A left, B right) or <conv>_A.mp4 + <conv>_B.mp4")
     q.add_argument("--out", default="data/corpus_real")
     q.add_argument("--size", type=int, default=64)
-    q.add_argument("--layout", default="auto", choices=("auto", "pair", "side-by-side"))
+    q.add_argument("--layout", default="auto", choices=LAYOUTS,
+                   help="pair: <conv>_A/<conv>_B files; side-by-side: A left, B right; vico: the ViCo release's "
+                        "videos/<uuid>.speaker|listener.mp4 + audios/<uuid>.wav (data_prep/layouts.py)")
     q.add_argument("--detect-every", type=int, default=5, help="run the face detector every n frames")
     q.add_argument("--vad", default="auto", choices=VAD_BACKENDS,
                    help="voice activity: silero-vad (auto, if installed), energy, or pyannote (needs --pyannote-model)")

@@ -8,10 +8,9 @@ whose files are corrupt, silent, faceless, two-faced or too short is skipped wit
 separation of a mixed track (the paper uses IIANet; here a mixed mono track of a split-screen video is split
 by lip activity), identity matching across conversations (an optional identities.csv gives it).
 
-Input layouts (`--layout auto` picks per conversation):
-  pair:          <conv>_A.<ext> and <conv>_B.<ext>, one face and its own (separated) voice per file
-  side-by-side:  <conv>.<ext> with person A in the left half and B in the right half; a stereo track is
-                 taken as one channel per person, a mono track is split by whose mouth moves
+Input layouts (`data_prep.layouts`; `--layout auto` picks per conversation): pair (<conv>_A / <conv>_B files),
+side-by-side (<conv> with A left and B right; a stereo track is taken as one channel per person, a mono track
+is split by whose mouth moves), and the ViCo release's folders (speaker = A, listener = B, its csv splits).
 Pre-separated voices <src>/<conv>_A.wav and <conv>_B.wav, when both exist, replace the videos' sound.
 Scene cuts (`data_prep.scenes`, on by default): a conversation is split into shots at every detected cut
 (of either file of a pair, of either half of a split-screen file); the face track restarts in each shot,
@@ -50,6 +49,7 @@ from data_prep.ingest_media import (
     read_wav,
     track_face,
 )
+from data_prep.layouts import LAYOUTS, discover
 from data_prep.media import write_mp4
 from data_prep.scenes import SceneConfig, shot_bounds
 from data_prep.schema import (
@@ -62,7 +62,6 @@ from data_prep.schema import (
     SPLITS,
 )
 
-VIDEO_EXT = (".mp4", ".mkv", ".mov", ".avi", ".webm")
 log = logging.getLogger(__name__)
 
 
@@ -92,8 +91,8 @@ class IngestConfig:
     def validate(self) -> IngestConfig:
         if not (32 <= self.size <= 1024) or self.size % 2:
             raise ValueError(f"--size must be an even number of pixels in [32, 1024], got {self.size}")
-        if self.layout not in ("auto", "pair", "side-by-side"):
-            raise ValueError(f"--layout must be auto, pair or side-by-side, got {self.layout!r}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"--layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
         if self.detect_every < 1:
             raise ValueError(f"--detect-every must be >= 1, got {self.detect_every}")
         from data_prep.vad import BACKENDS
@@ -109,40 +108,22 @@ class IngestConfig:
         return self
 
 
-def discover(src: Path, layout: str = "auto") -> list[dict]:
-    """[{conversation_id, layout, files: {"A": path, "B": path} or {"AB": path}}] sorted by id."""
-    if not Path(src).is_dir():
-        raise FileNotFoundError(f"{src} is not a folder: point --src at a folder of conversation videos")
-    videos = sorted(p for p in Path(src).iterdir() if p.suffix.lower() in VIDEO_EXT)
-    if not videos:
-        raise FileNotFoundError(f"no videos ({', '.join(VIDEO_EXT)}) in {src}")
-    by_stem = {p.stem: p for p in videos}
-    convs, used = [], set()
-    for stem, path in by_stem.items():
-        base = stem[:-2]
-        if layout != "side-by-side" and stem.endswith("_A") and f"{base}_B" in by_stem:
-            convs.append(dict(conversation_id=base, layout="pair", files={"A": path, "B": by_stem[f"{base}_B"]}))
-            used |= {stem, f"{base}_B"}
-    for stem, path in by_stem.items():
-        if stem not in used:
-            if layout == "pair":
-                raise ValueError(f"{path}: --layout pair needs <conv>_A / <conv>_B files, this one has no partner")
-            convs.append(dict(conversation_id=stem, layout="side-by-side", files={"AB": path}))
-    return sorted(convs, key=lambda c: c["conversation_id"])
-
-
 def _person_audio(conv, src: Path, params: dict, cfg: IngestConfig, vad_backend: str) -> tuple[dict, str, list]:
     """person -> (N,) float32 16 kHz voice, a description of where it came from, notes."""
     from data_prep import vad
 
     cid, notes = conv["conversation_id"], []
-    wavs = {p: src / f"{cid}_{p}.wav" for p in "AB"}
-    if all(w.exists() for w in wavs.values()):
+    if conv["voices"]:
         per = {}
-        for p, w in wavs.items():
-            per[p], n = read_wav(w)
-            notes += n
-        return per, "pre-separated wav files (<conv>_A.wav, <conv>_B.wav)", notes
+        for p, w in conv["voices"].items():
+            if w is not None:
+                per[p], n = read_wav(w)
+                notes += n
+        for p, other in ("AB", "BA"):  # a person without a voice file is silent (ViCo's listeners)
+            if p not in per:
+                per[p] = np.zeros_like(per[other])
+        files = ", ".join(f"{p}: {w.name if w else 'silent'}" for p, w in conv["voices"].items())
+        return per, f"pre-separated wav files ({files})", notes
     if conv["layout"] == "pair":
         per = {}
         for p in "AB":
@@ -263,6 +244,7 @@ def ingest_conversation(conv: dict, src: Path, tmp: Path, cfg: IngestConfig, vad
         mix = sum(wavfile.read(tmp / f"audio/{cid}_{p}.wav")[1].astype(np.float32) / 32768.0 for p in "AB") / 2
         write_mp4(tmp / f"video/{cid}.mp4", both, mix, FPS, SAMPLE_RATE)
     rows["conversation"] = dict(conversation_id=cid, duration=T / FPS, n_frames=T, n_clips=n_clips, layout=layout,
+                                convention=conv["convention"], role_A=conv["roles"]["A"], role_B=conv["roles"]["B"],
                                 n_scene_cuts=len(cuts), n_shots=len(shots),
                                 audio=audio_note, video_path=f"video/{cid}.mp4" if cfg.mp4 else None,
                                 rttm_A=f"rttm/{cid}_A.rttm", rttm_B=f"rttm/{cid}_B.rttm",
@@ -329,7 +311,12 @@ def ingest(src, out, cfg: IngestConfig = IngestConfig(), overwrite: bool = False
         manifest["identity"] = manifest.identity.fillna(manifest.conversation_id + "_" + manifest.person)
         partner = manifest[["clip_id", "person", "identity"]].rename(columns={"person": "partner", "identity": "partner_identity"})
         manifest = manifest.merge(partner, on=["clip_id", "partner"])
-        conversations["split"] = _identity_disjoint_splits(manifest, cfg)
+        given = {c["conversation_id"]: c["split"] for c in convs}
+        if all(given[c] for c in conversations.conversation_id):  # the release's own split (ViCo's csv files)
+            conversations["split"], split_source = conversations.conversation_id.map(given), "the source's split files"
+        else:
+            conversations["split"] = _identity_disjoint_splits(manifest, cfg)
+            split_source = f"identity-disjoint, seed {cfg.seed}"
         manifest = manifest.merge(conversations[["conversation_id", "split"]], on="conversation_id")
         manifest = manifest.assign(seed=cfg.seed, voice_backend="real", size=cfg.size).sort_values(["clip_id", "person"])
         for name, df in (("manifest", manifest), ("conversations", conversations), ("segments", segments)):
@@ -350,7 +337,8 @@ def ingest(src, out, cfg: IngestConfig = IngestConfig(), overwrite: bool = False
                     param_columns=list(PARAM_COLUMNS), expression_columns=list(EXPRESSION_COLUMNS),
                     pose_columns=list(POSE_COLUMNS), n_conversations=len(conversations),
                     n_clips=int(manifest.clip_id.nunique()), n_identities=int(manifest.identity.nunique()),
-                    n_skipped=sum(x["status"] == "skipped" for x in curation), curation=curation)
+                    split_source=split_source, n_skipped=sum(x["status"] == "skipped" for x in curation),
+                    curation=curation)
         (tmp / "curation.json").write_text(json.dumps(curation, indent=2) + "\n")
         (tmp / "corpus.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out

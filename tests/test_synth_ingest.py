@@ -263,3 +263,44 @@ def test_without_dlib_params_stay_nan_and_the_cascade_tracks(bad_src, tmp_path, 
     assert c.meta["face_detector"] == "skimage-lbp"
     clip = c.clip(c.clip_ids()[0], "A")
     assert np.isnan(clip.params).all() and clip.frames[:, 16:48, 16:48].mean() > 60
+
+
+def test_the_vico_release_layout(tmp_path):
+    """ViCo's folders: videos/<uuid>.speaker|listener.mp4 (here one pair in a subfolder, as its baseline's
+    reorganisation leaves the test videos), audios/<uuid>.wav = the speaker's voice, csv files = the split."""
+    from scipy.io import wavfile
+
+    src = tmp_path / "listening_head"
+    (src / "videos" / "test").mkdir(parents=True)
+    (src / "audios").mkdir()
+    face, mirror = _short(_face_frames(drift=6), 2), _short(_face_frames(flip=True), 2)
+    for uuid, folder in (("u1", src / "videos"), ("u2", src / "videos" / "test")):
+        _write(folder / f"{uuid}.speaker.mp4", face, None)
+        _write(folder / f"{uuid}.listener.mp4", mirror, None)
+        voice = np.zeros(32000, np.int16)
+        voice[8000:24000] = (0.3 * 32767 * np.sin(2 * np.pi * 170 * np.arange(16000) / 16000)).astype(np.int16)
+        wavfile.write(src / "audios" / f"{uuid}.wav", 16000, voice)
+    (src / "train.csv").write_text("uuid,speaker_id\nu1,s1\n")
+    (src / "test.csv").write_text("uuid,speaker_id\nu2,s2\n")
+    convs = discover(src)
+    assert [(c["conversation_id"], c["convention"], c["split"]) for c in convs] == [("u1", "vico", "train"),
+                                                                                   ("u2", "vico", "test")]
+    assert convs[0]["roles"] == {"A": "speaker", "B": "listener"} and convs[0]["voices"]["B"] is None
+    c = Corpus(ingest(src, tmp_path / "c", IngestConfig(detect_every=10, vad="energy", mp4=False), progress=False))
+    conv = c.conversations.set_index("conversation_id")
+    assert conv.split.to_dict() == {"u1": "train", "u2": "test"} and c.meta["split_source"] == "the source's split files"
+    assert conv.loc["u1", "role_A"] == "speaker" and conv.loc["u1", "audio"] == "pre-separated wav files (A: u1.wav, B: silent)"
+    a, b = (c.stream("u1", p)["audio"].astype(np.float32) / 32768 for p in "AB")
+    assert np.abs(a[9000:23000]).max() > 0.2 and np.abs(a[:7000]).max() < 0.01  # the speaker's wav
+    assert not np.abs(b).any()  # the listener is silent
+    seg = c.segments[c.segments.conversation_id == "u1"]
+    assert set(seg.person) == {"A"} and seg.start.min() == pytest.approx(0.5, abs=0.1)
+    # what a broken release gets told
+    (src / "videos" / "test" / "u2.listener.mp4").unlink()
+    with pytest.raises(FileNotFoundError, match="u2.speaker.mp4: its listener video u2.listener.mp4 is missing"):
+        discover(src)
+    (src / "test.csv").write_text("id\nu2\n")
+    with pytest.raises(ValueError, match="test.csv: a ViCo split file needs a 'uuid' column"):
+        discover(src, "vico")
+    with pytest.raises(FileNotFoundError, match="no ViCo videos"):
+        discover(tmp_path / "c", "vico")
