@@ -127,12 +127,15 @@ def _number(value, where: str):
     return value
 
 
-def build_table(key: str, ours=(), *, include_paper: bool = True) -> pd.DataFrame:
-    """DataFrame in the paper's layout: method, source, label columns, metric columns, reference flag.
+def build_table(key: str, ours=(), *, include_paper: bool = True, paper_scale: bool = True) -> pd.DataFrame:
+    """DataFrame in the paper's layout: method, source, label columns, metric columns, reference flag, scale.
 
     `ours`: dicts (or DataFrame rows) with "method", "source" (which data and extractors made the numbers,
     required), optional label columns, any subset of the table's metrics (missing = NaN), and optional
     "reference" (True for GT-like rows that must never be marked best). Unknown keys are an error.
+    `paper_scale`: our numbers come from the paper's kind of data and extractors, so they can beat the paper's;
+    when False (e.g. the synthetic corpus, embedded extractors) the "scale" column keeps them apart and the best
+    cells are marked among the paper's rows and among ours separately.
     """
     table = get_table(key)
     records = []
@@ -142,7 +145,7 @@ def build_table(key: str, ours=(), *, include_paper: bool = True) -> pd.DataFram
             labels, values = rest[:n_lab], rest[n_lab:]
             records.append({"method": method, "source": source, **dict(zip(table.label_columns, labels)),
                             **{m: _number(v, f"{key}/{method}/{m}") for m, v in zip(table.metrics, values)},
-                            "reference": method in table.reference_rows})
+                            "reference": method in table.reference_rows, "scale": "paper"})
     rows = ours.to_dict("records") if isinstance(ours, pd.DataFrame) else list(ours)
     allowed = {"method", "source", "reference", *table.label_columns, *table.metrics}
     for n, row in enumerate(rows):
@@ -155,26 +158,27 @@ def build_table(key: str, ours=(), *, include_paper: bool = True) -> pd.DataFram
         records.append({"method": row["method"], "source": row["source"],
                         **{c: row.get(c, "") for c in table.label_columns},
                         **{m: _number(row.get(m), f"our row {n} ({row['method']})/{m}") for m in table.metrics},
-                        "reference": bool(row.get("reference", False))})
+                        "reference": bool(row.get("reference", False)), "scale": "paper" if paper_scale else "ours"})
     if not records:
         raise ValueError("empty table: no paper rows and no rows of ours")
-    columns = ["method", "source", *table.label_columns, *table.metrics, "reference"]
+    columns = ["method", "source", *table.label_columns, *table.metrics, "reference", "scale"]
     return pd.DataFrame.from_records(records, columns=columns)
 
 
 def best_mask(df: pd.DataFrame, key: str) -> pd.DataFrame:
     """Boolean frame (rows of df x the table's metrics): True where a non-reference row holds the best
-    value of its column (ties all marked). Values are compared as printed (rounded to the column's
-    decimals), so a tie in the printed table is a tie here."""
+    value of its column among the rows of its scale (ties all marked). Values are compared as printed
+    (rounded to the column's decimals), so a tie in the printed table is a tie here."""
     table = get_table(key)
     mask = pd.DataFrame(False, index=df.index, columns=list(table.metrics))
-    eligible = ~df["reference"].astype(bool)
-    for m in table.metrics:
-        values = df.loc[eligible, m].round(table.decimals[m]).dropna()
-        if values.empty:
-            continue
-        best = values.min() if DIRECTION[m] == "down" else values.max()
-        mask.loc[values.index[values == best], m] = True
+    scale = df["scale"] if "scale" in df else pd.Series("paper", index=df.index)
+    for _, rows in df[~df["reference"].astype(bool)].groupby(scale):
+        for m in table.metrics:
+            values = rows[m].round(table.decimals[m]).dropna()
+            if values.empty:
+                continue
+            best = values.min() if DIRECTION[m] == "down" else values.max()
+            mask.loc[values.index[values == best], m] = True
     return mask
 
 

@@ -64,6 +64,9 @@ def test_our_rows_join_and_can_win():
     bold = _bold_methods("table1", df)
     assert bold["rPCC-Exp"] == ["AF repro"]  # 0.002 beats 0.003; our GT row is a reference row
     assert bold["SID"] == ["Ours"]
+    apart = _bold_methods("table1", TB.build_table("table1", ours, paper_scale=False))  # other data, other scale
+    assert apart["rPCC-Exp"] == ["AF repro", "Ours"] and apart["SID"] == ["AF repro", "Ours"]
+    assert apart["FID"] == ["Ours"]  # no number of ours in that column: only the paper's best
     only_ours = TB.build_table("table1", ours, include_paper=False)
     assert len(only_ours) == 2 and math.isnan(only_ours.loc[0, "FVD"])
 

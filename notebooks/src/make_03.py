@@ -25,7 +25,8 @@ Motion metrics (`eval.scoring`) read face parameters out of generated latents wi
 parameters as ground truth. Video metrics (FID, FVD, CSIM, LSE-D, LSE-C) score frames drawn from the
 generated motion (`eval.video_scores`: real-weight networks when their files are local, else embedded
 extractors trained on the corpus, on their own scales; every row names them). Every table puts the paper's rows
-beside ours; where a direction does not reproduce, the claim says so. Paper "Ours" rows are after DPO; ours
+beside ours, the best cells marked among the paper's rows and among ours separately (the scales differ);
+where a direction does not reproduce, the claim says so. Paper "Ours" rows are after DPO; ours
 here are stage 1 (DPO is 04).
 
 `latents = "oracle"` swaps 02's autoencoder latents for a fixed linear embedding of the corpus's true face
@@ -99,7 +100,7 @@ def save(fig, name):
     plt.show()
 
 def table(key, rows, stem=None):
-    df = build_table(key, rows)
+    df = build_table(key, rows, paper_scale=False)  # our scales are not the paper's: bold apart
     write_table(df, key, out, stem)
     tables[stem or key] = df.drop(columns="source").to_dict("records")
     display(Markdown(to_markdown(df, key)))

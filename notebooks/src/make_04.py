@@ -220,7 +220,7 @@ for label, sc in image_scores.items():  # the same decoded frames as above, so t
     video_of = vscores.get("GT latents via readout" if label.startswith("GT") else label, {})
     rows.append(scoring.table_row(f"ours (image path): {label}", IMAGE_SOURCE, {**sc, **video_of}, T,
                                   reference=label.startswith("GT")))
-df = build_table("table5_6", rows)
+df = build_table("table5_6", rows, paper_scale=False)  # our scales are not the paper's: bold apart
 write_table(df, "table5_6", out)
 display(Markdown(to_markdown(df, "table5_6")))
 if not_measured:
