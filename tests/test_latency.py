@@ -310,3 +310,18 @@ def test_notebook_smoke(tmp_path):
     assert record["metrics"]["claims"] == [latency_claim(m)]  # the report's verdict row
     for name in record["figures"]:
         assert (out_dir / name).stat().st_size > 1000
+
+
+def test_people_reaction_delay_reads_the_planted_mirroring_latency(tmp_path):
+    from data_prep.corpus import Corpus
+    from data_prep.synth.build import SynthConfig, build_corpus
+    from eval.latency_cue import people_reaction_delay
+
+    corpus = build_corpus(tmp_path / "c", SynthConfig(hours=0.03, seed=5, size=64, reactivity=1.0, mp4=False, workers=1),
+                          progress=False)  # everyone mirrors smiles
+    d = people_reaction_delay(corpus)
+    planted = Corpus(corpus).events.query("kind == 'smile_mirror'").latency
+    assert d["n"] >= 1 and d["planted_median_s"] == pytest.approx(planted.median())
+    # both smiles rise with one shape, so half-way to half-way is the planted onset latency, to a frame
+    assert abs(d["median_s"] - d["planted_median_s"]) < 0.04 and 0.3 - 0.04 <= d["p5_s"] <= d["median_s"] <= d["p95_s"]
+    assert people_reaction_delay(corpus, kind="no_such_event") is None
