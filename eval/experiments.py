@@ -217,6 +217,22 @@ def _tile(rows: list[np.ndarray], pad: int = 2) -> np.ndarray:
     return img
 
 
+def frame_strip(videos: list[np.ndarray], labels: list[str], every: int = 12, fps: int = 25):
+    """A figure to check videos by eye without playing them: one row per (T, H, W, 3) video, a frame every
+    `every` frames, rows labelled, columns marked with their time."""
+    import matplotlib.pyplot as plt
+
+    T = min(len(v) for v in videos)
+    strip = _tile([np.asarray(v[:T:every]) for v in videos])
+    n, (H, W) = len(range(0, T, every)), videos[0].shape[1:3]
+    fig, ax = plt.subplots(figsize=(min(2 + n * W / 60, 24), 0.6 + len(videos) * H / 60))
+    ax.imshow(strip)
+    ax.set_yticks([(r + 0.5) * (H + 2) for r in range(len(videos))], labels)
+    ax.set_xticks([(k + 0.5) * (W + 2) for k in range(n)], [f"{k * every / fps:.1f}" for k in range(n)], fontsize=7)
+    ax.set_xlabel("time (s)")
+    return fig
+
+
 @torch.no_grad()
 def reconstruction_grid(ae, corpus_dir, split: str = "test", n: int = 6, seed: int = 1) -> np.ndarray:
     """Three rows: source frames, driving frames, Dec(z_S + m_D, feats_S) of held-out identities."""

@@ -80,8 +80,8 @@ from afcore.train_ae import load_autoencoder
 from data_prep.corpus import Corpus
 from data_prep.media import write_mp4
 from eval import scoring
-from eval.experiments import (decode_motion, export_checkpoint, generate_clips, held_out_clips, image_path_params,
-                              oracle_latent_corpus, render_params, side_by_side)
+from eval.experiments import (decode_motion, export_checkpoint, frame_strip, generate_clips, held_out_clips,
+                              image_path_params, oracle_latent_corpus, render_params, side_by_side)
 from eval.readout import ParamReadout, fit_corpus_readout
 from eval.tables import build_table, get_table, to_markdown, write_table
 from eval.video_scores import EXTRACTOR_OF, video_columns
@@ -91,6 +91,12 @@ pd.set_option("display.width", 220)
 out = Path(out_dir)
 out.mkdir(parents=True, exist_ok=True)
 wall, figures, claims = {}, [], []
+
+def save(fig, name):
+    fig.savefig(out / name, dpi=110, bbox_inches="tight")
+    figures.append(name)
+    plt.show()
+
 for name, path in (("checkpoint", checkpoint), ("talking_checkpoint", talking_checkpoint)):
     if (name == "checkpoint" or "talking" in losers) and not (path and Path(path).is_file()):
         raise FileNotFoundError(f"{name} = {path!r}: run notebook 03 first (it writes checkpoint.pt and talking.pt) "
@@ -142,8 +148,7 @@ for run in runs:
         ax.plot(log.step, log[col], label=run, lw=1)
         ax.set(xlabel="step", title=col)
 axes[0].legend(fontsize=7)
-save_name = "dpo_training.png"
-fig.savefig(out / save_name, dpi=110, bbox_inches="tight"); figures.append(save_name); plt.show()
+save(fig, "dpo_training.png")
 display(pd.DataFrame(dpo_summaries).T[["final_loss", "final_df_loss", "final_dpo_loss", "final_implicit_acc",
                                        "final_reward_margin", "final_dpo_weight", "mean_dpo_weight",
                                        "wall_s"]].astype(float).round(4))
@@ -276,7 +281,7 @@ if len(sweep) > 1:
         ax.set(xscale="log", xlabel="beta", title=m)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "beta_sweep.png", dpi=110, bbox_inches="tight"); figures.append("beta_sweep.png"); plt.show()'''
+    save(fig, "beta_sweep.png")'''
 
 VIDEO = '''video = None
 if autoencoder or latents == "oracle":
@@ -303,6 +308,8 @@ if autoencoder or latents == "oracle":
     display(Markdown("Left to right: the user (corpus frames), the avatar's ground truth, stage 1, stage 1 + DPO; "
                      f"avatar panels are {how}."))
     display(Video(str(out / video), embed=True, width=512))
+    save(frame_strip(panels, ["user", "avatar GT", "stage 1", "stage 1 + DPO"], every=12, fps=cfg.fps),
+         "before_after_dpo.png")
 else:
     print("No autoencoder given: no video (pass 02's motion_autoencoder.pt).")'''
 
