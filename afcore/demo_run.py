@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from data_prep.schema import VISIBLE_CHANGE
+
 from .demo import FPS, GESTURES, LiveEngine, Scene
 from .demo_model import DemoModels
 
@@ -162,9 +164,10 @@ def reaction_check(models: DemoModels, scene: Scene, *, gesture: str = "smile", 
     """Paired counterfactual: the same session (same noise, same user stream) twice, once with the user's
     gesture at `click_s`. The avatar's readout difference is its reaction and nothing else. Latency = from
     the user's parameter crossing half its rise to the avatar's difference crossing half its peak (media
-    time; add one block of buffering and the block's compute for the wall-clock delay). A run counts as a
-    reaction when the rise exceeds both `min_rise` and twice the avatar's own spread of that parameter in the
-    run without the gesture; only then is a latency given."""
+    time; add one block of buffering and the block's compute for the wall-clock delay), and to the difference
+    first reaching VISIBLE_CHANGE ("visible_s"). A run counts as a reaction when the rise exceeds both
+    `min_rise` and twice the avatar's own spread of that parameter in the run without the gesture; only then
+    are latencies given."""
     click, horizon = int(click_s * FPS), int((click_s + after_s) * FPS)
     g = GESTURES[gesture]
     runs = []
@@ -184,21 +187,26 @@ def reaction_check(models: DemoModels, scene: Scene, *, gesture: str = "smile", 
         natural = float(np.std(a0[:horizon]))  # how much the avatar's smile moves on its own
         reacted = peak > max(min_rise, 2 * natural)
         a_on = onset(diff, click) if reacted else None
+        seen = np.flatnonzero(diff[click:] >= VISIBLE_CHANGE)
+        visible = click + int(seen[0]) if reacted and len(seen) and u_on is not None else None
         runs.append({"seed": seed, "reacted": bool(reacted), "peak_rise": round(peak, 4), "mean_rise": round(float(diff[click:].mean()), 4),
                      "natural_std": round(natural, 4), "rise_over_natural_std": round(peak / max(natural, 1e-6), 2),
                      "user_onset_frame": u_on, "avatar_onset_frame": a_on,
                      "latency_s": None if a_on is None or u_on is None else round((a_on - u_on) / FPS, 3),
+                     "visible_s": None if visible is None else round((visible - u_on) / FPS, 3),
                      "pre_click_max_abs_diff": round(float(np.abs(diff[:click - 2 * engine.block]).max()), 6),
                      "avatar_before": round(float(a1[click - FPS:click].mean()), 4),
                      "avatar_peak_after": round(float(a1[click:horizon].max()), 4),
                      "diff_track": np.round(diff, 4).tolist(), "user_track": np.round(u1[:horizon], 4).tolist()})
     peaks = [r["peak_rise"] for r in runs]
     lat = [r["latency_s"] for r in runs if r["latency_s"] is not None]
+    seen = [r["visible_s"] for r in runs if r["visible_s"] is not None]
     return {"gesture": gesture, "column": column, "click_s": click_s, "after_s": after_s, "user_peak": max(g.targets.values(), default=0),
             "nfe": engine.governor.target, "w_audio": engine.w_audio, "w_user": engine.w_user, "runs": runs,
             "reacted_runs": sum(r["reacted"] for r in runs), "min_rise": min_rise,
             "peak_rise_mean": round(float(np.mean(peaks)), 4), "peak_rise_min": round(float(np.min(peaks)), 4),
             "latency_s_mean": round(float(np.mean(lat)), 3) if lat else None,
+            "visible_s_median": round(float(np.median(seen)), 3) if seen else None,
             "rise_over_natural_std_mean": round(float(np.mean([r["rise_over_natural_std"] for r in runs])), 2)}
 
 

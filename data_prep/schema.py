@@ -20,6 +20,10 @@ PARAM_COLUMNS = EXPRESSION_COLUMNS + POSE_COLUMNS  # params arrays are (T, 10) f
 EXPRESSION_SLICE = slice(0, len(EXPRESSION_COLUMNS))
 POSE_SLICE = slice(len(EXPRESSION_COLUMNS), len(PARAM_COLUMNS))
 POSE_LIMITS = {"yaw": 0.5, "pitch": 0.35, "roll": 0.3}
+# A change of an expression parameter (units of the [0, 1] scale) that a viewer sees: about a quarter of a corpus
+# smile. Reaction delays are also given to the first change this large ("visible"), since a half-of-peak time moves
+# with how long a reaction keeps growing.
+VISIBLE_CHANGE = 0.1
 
 # Vocal activity kinds in the turn annotations (each person's own track).
 VOCAL_KINDS = ("speech", "backchannel", "laugh")

@@ -240,30 +240,37 @@ def measure_cue_to_reaction(checkpoint, corpus_dir, *, readout=None, n_injection
 
 
 def people_reaction_delay(corpus_dir, kind: str = "smile_mirror", column: str = "smile", frac: float = 0.5) -> dict | None:
-    """How late the corpus' own people answer, by the demo's detector (afcore.demo_run.reaction_check): for every
+    """How late the corpus' own people answer, by the demo's detectors (afcore.demo_run.reaction_check): for every
     `kind` event, from the trigger person's `column` crossing `frac` of its rise (within 0.8 s of the trigger) to
-    the reacting person's crossing `frac` of theirs (within 2.4 s). The planted onset latency (`events.latency`)
-    is the same when both rises have one shape; this is what a model that learned the corpus should match.
+    the reacting person's crossing `frac` of theirs (within 2.4 s: "median_s" ...), and to the reacting person's
+    first change of VISIBLE_CHANGE ("visible_median_s" ...). The planted onset latency (`events.latency`) equals
+    the first when both rises have one shape; these are what a model that learned the corpus should match.
     None when the corpus has no such events (an ingested real corpus)."""
     from data_prep.corpus import Corpus
+    from data_prep.schema import VISIBLE_CHANGE
     corpus = Corpus(corpus_dir)
     events = corpus.events
     if events is None or len(events) == 0 or "kind" not in events:
         return None
-    ci, fps, delays = corpus.columns.index(column), corpus.meta["fps"], []
+    ci, fps, delays, visible = corpus.columns.index(column), corpus.meta["fps"], [], []
     for e in events[events.kind == kind].itertuples():
         trigger = np.asarray(corpus.stream(e.conversation_id, e.trigger_person)["params"][:, ci])
         answer = np.asarray(corpus.stream(e.conversation_id, e.person)["params"][:, ci])
-        t0 = int(e.trigger_time * fps) - 3  # just before the cue, so the baseline is the calm value
+        t0, horizon = int(e.trigger_time * fps) - 3, round(2.4 * fps)  # t0: just before the cue (calm baseline)
         if t0 < 0 or t0 + 3 * fps > min(len(trigger), len(answer)):
             continue
-        cue, reply = detect_onset(trigger, t0, frac=frac, horizon=round(0.8 * fps)), \
-            detect_onset(answer, t0, frac=frac, horizon=round(2.4 * fps))
-        if cue is not None and reply is not None:
+        cue = detect_onset(trigger, t0, frac=frac, horizon=round(0.8 * fps))
+        if cue is None:
+            continue
+        reply = detect_onset(answer, t0, frac=frac, horizon=horizon)
+        if reply is not None:
             delays.append((reply - cue) / fps)
+        seen = np.flatnonzero(answer[t0:t0 + horizon] - answer[t0] >= VISIBLE_CHANGE)
+        if len(seen):
+            visible.append((t0 + seen[0] - cue) / fps)
     if not delays:
         return None
-    d = np.asarray(delays)
-    return {"kind": kind, "column": column, "median_s": float(np.median(d)), "p5_s": float(np.percentile(d, 5)),
-            "p95_s": float(np.percentile(d, 95)), "n": int(d.size),
+    stats = lambda d, pre: {f"{pre}median_s": float(np.median(d)), f"{pre}p5_s": float(np.percentile(d, 5)),
+                            f"{pre}p95_s": float(np.percentile(d, 95)), f"{pre}n": len(d)}
+    return {"kind": kind, "column": column, **stats(delays, ""), **(stats(visible, "visible_") if visible else {}),
             "planted_median_s": float(events.loc[events.kind == kind, "latency"].median())}

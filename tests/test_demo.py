@@ -310,6 +310,8 @@ def test_the_reactive_bundle_smiles_back(reactive, scene):
     assert check["reacted_runs"] == 2, {k: v for k, v in check.items() if k != "runs"}
     assert all(0 < r["latency_s"] < 2.5 for r in check["runs"])
     assert all(r["pre_click_max_abs_diff"] == 0.0 for r in check["runs"])  # nothing moves before the cue
+    for r in check["runs"]:  # a visible change (0.1) comes no later than half of a peak of >= 0.2 (one frame slack)
+        assert r["visible_s"] is not None and (r["peak_rise"] < 0.2 or r["visible_s"] <= r["latency_s"] + 0.04), r
 
 
 def test_the_generator_can_be_retrained_on_a_shipped_autoencoder(tiny_corpus, bundle, tmp_path):

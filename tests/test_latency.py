@@ -324,4 +324,6 @@ def test_people_reaction_delay_reads_the_planted_mirroring_latency(tmp_path):
     assert d["n"] >= 1 and d["planted_median_s"] == pytest.approx(planted.median())
     # both smiles rise with one shape, so half-way to half-way is the planted onset latency, to a frame
     assert abs(d["median_s"] - d["planted_median_s"]) < 0.04 and 0.3 - 0.04 <= d["p5_s"] <= d["median_s"] <= d["p95_s"]
+    # a visible change comes within the rise: after the reaction starts, about when it is half-way up
+    assert 0.3 - 0.04 <= d["visible_median_s"] <= d["median_s"] + 0.2 and d["visible_n"] >= 1
     assert people_reaction_delay(corpus, kind="no_such_event") is None

@@ -125,8 +125,11 @@ REACTION = '''if headless:
     people = None if avatar_image else people_reaction_delay(corpus_dir)  # the same detector on the corpus' people
     metrics["people_smile_delay"] = people
     if people:
-        display(Markdown(f"The corpus' own people answer a smile {people['median_s']:.2f} s after it (median; p5-p95 "
-                         f"{people['p5_s']:.2f}-{people['p95_s']:.2f} s, {people['n']} smiles, the same half-way detector)."))
+        display(Markdown(f"The corpus' own people answer a smile {people['median_s']:.2f} s after it, half-way to half-way "
+                         f"(median; p5-p95 {people['p5_s']:.2f}-{people['p95_s']:.2f} s, {people['n']} smiles), and "
+                         f"visibly {people['visible_median_s']:.2f} s after it (p95 {people['visible_p95_s']:.2f} s); "
+                         (f"the avatar visibly {check['visible_s_median']:.2f} s after it (median of the reacting runs)."
+                         if check["visible_s_median"] is not None else "the avatar: no visible reaction.")))
 '''
 
 WRITE = '''if headless:
@@ -150,15 +153,19 @@ WRITE = '''if headless:
                       + ("" if check["reacted_runs"] == len(check["runs"]) else
                          "; see notebooks/assets/live_demo/README.md for which models react and why")}]
     people = metrics.get("people_smile_delay")
-    if people and check["latency_s_mean"] is not None:
-        claims.append({"claim": "The avatar smiles back as soon as the people it learned from, plus the streaming latency",
+    if people and check["visible_s_median"] is not None:
+        seen = check["visible_s_median"]
+        claims.append({"claim": "The avatar visibly smiles back as soon as the people it learned from, plus the "
+                                "streaming latency",
                        "paper": "about 0.5 s motion latency (Table 1); reactions as in the data",
-                       "ours": f"avatar {check['latency_s_mean']:.2f} s after the user's smile (media time) + "
-                               f"{live['motion_latency_ms'] / 1000:.2f} s streaming = {end_to_end:.2f} s; the corpus' "
-                               f"people {people['median_s']:.2f} s (p95 {people['p95_s']:.2f} s)",
-                       "verdict": "reproduced" if check["latency_s_mean"] <= people["p95_s"] else "not reproduced",
-                       "why": "reproduced when the avatar's media delay is within the people's p95; half-way "
-                              "detector on both (eval.latency_cue.people_reaction_delay)"})
+                       "ours": f"avatar visibly {seen:.2f} s after the user's smile (media time; half-way "
+                               f"{check['latency_s_mean']:.2f} s) + {live['motion_latency_ms'] / 1000:.2f} s streaming; "
+                               f"the corpus' people visibly {people['visible_median_s']:.2f} s (p95 "
+                               f"{people['visible_p95_s']:.2f} s; half-way {people['median_s']:.2f} s)",
+                       "verdict": "reproduced" if seen <= people["visible_p95_s"] else "not reproduced",
+                       "why": "reproduced when the avatar's median delay to a visible change (data_prep.schema."
+                              "VISIBLE_CHANGE) is within the people's p95, the same detector on both "
+                              "(eval.latency_cue.people_reaction_delay)"})
     headline = {"block_ms": live["timing_ms"]["block_ms"]["median"], "real_time_factor": live["real_time_factor"],
                 "motion_latency_ms": live["motion_latency_ms"], "smile_rise": check["peak_rise_mean"],
                 "smile_latency_s": check["latency_s_mean"], "smile_end_to_end_s": end_to_end}
