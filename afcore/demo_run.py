@@ -187,8 +187,8 @@ def reaction_check(models: DemoModels, scene: Scene, *, gesture: str = "smile", 
         natural = float(np.std(a0[:horizon]))  # how much the avatar's smile moves on its own
         reacted = peak > max(min_rise, 2 * natural)
         a_on = onset(diff, click) if reacted else None
-        seen = np.flatnonzero(diff[click:] >= VISIBLE_CHANGE)
-        visible = click + int(seen[0]) if reacted and len(seen) and u_on is not None else None
+        above = np.flatnonzero(diff[click:] >= VISIBLE_CHANGE)
+        visible = click + int(above[0]) if reacted and len(above) and u_on is not None else None
         runs.append({"seed": seed, "reacted": bool(reacted), "peak_rise": round(peak, 4), "mean_rise": round(float(diff[click:].mean()), 4),
                      "natural_std": round(natural, 4), "rise_over_natural_std": round(peak / max(natural, 1e-6), 2),
                      "user_onset_frame": u_on, "avatar_onset_frame": a_on,
@@ -200,13 +200,13 @@ def reaction_check(models: DemoModels, scene: Scene, *, gesture: str = "smile", 
                      "diff_track": np.round(diff, 4).tolist(), "user_track": np.round(u1[:horizon], 4).tolist()})
     peaks = [r["peak_rise"] for r in runs]
     lat = [r["latency_s"] for r in runs if r["latency_s"] is not None]
-    seen = [r["visible_s"] for r in runs if r["visible_s"] is not None]
+    visible_delays = [r["visible_s"] for r in runs if r["visible_s"] is not None]
     return {"gesture": gesture, "column": column, "click_s": click_s, "after_s": after_s, "user_peak": max(g.targets.values(), default=0),
             "nfe": engine.governor.target, "w_audio": engine.w_audio, "w_user": engine.w_user, "runs": runs,
             "reacted_runs": sum(r["reacted"] for r in runs), "min_rise": min_rise,
             "peak_rise_mean": round(float(np.mean(peaks)), 4), "peak_rise_min": round(float(np.min(peaks)), 4),
             "latency_s_mean": round(float(np.mean(lat)), 3) if lat else None,
-            "visible_s_median": round(float(np.median(seen)), 3) if seen else None,
+            "visible_s_median": round(float(np.median(visible_delays)), 3) if visible_delays else None,
             "rise_over_natural_std_mean": round(float(np.mean([r["rise_over_natural_std"] for r in runs])), 2)}
 
 

@@ -141,7 +141,8 @@ def train_demo_models(corpus_dir, out, *, latents: str = "autoencoder", ae_steps
                 init, final = final, out / "dpo_run" / "last.pt"
                 dpo_summary = dpo(init, windows, dpo_profile, out / "dpo_run", resume=final.exists())
                 recipe.update(dpo_steps=dpo_steps, dpo_beta=dpo_beta, dpo_lr=1e-4, dpo_loser="dropped",
-                              dpo_final={k: dpo_summary.get(f"final_{k}") for k in ("loss", "implicit_acc", "reward_margin", "dpo_weight")})
+                              dpo_final={k: dpo_summary.get(f"final_{k}")
+                                         for k in ("loss", "implicit_acc", "reward_margin", "dpo_weight")})
         recipe.update(wall_s=round(time.perf_counter() - t0, 1))
         return export_oracle_bundle(final, view, out / "checkpoint.pt", recipe)
     recipe.update(ae_steps=ae_steps, ae_batch=ae_batch, aux_weight=aux_weight, aux_column_weights=AUX_COLUMN_WEIGHTS)

@@ -84,7 +84,8 @@ def register(subparsers) -> None:
     p.set_defaults(func=_latents)
     q = sub.add_parser("ingest", help="turn a folder of real dyadic videos into a corpus (first version, see data_prep/ingest.py)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    q.add_argument("--src", required=True, help="folder of <conv>.mp4 (A left, B right) or <conv>_A.mp4 + <conv>_B.mp4")
+    q.add_argument("--src", required=True, help="folder of <conv>.mp4 (A left, B right) or <conv>_A.mp4 + <conv>_B.mp4, "
+                                                "or a ViCo release folder (videos/, audios/)")
     q.add_argument("--out", default="data/corpus_real")
     q.add_argument("--size", type=int, default=64)
     q.add_argument("--layout", default="auto", choices=LAYOUTS,

@@ -14,6 +14,8 @@ Protocol, fixed before any model was scored:
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from eval.metrics_bench_inputs import DEFAULT_EXTRACTORS_DIR, FVD_CLIP
@@ -96,7 +98,6 @@ def score_generated(generated: dict, clips: list[dict], corpus_dir, extractors: 
     return scores, drawn
 
 
-
 def video_columns(generated: dict, clips: list[dict], corpus_dir, *, enabled: bool = True,
                   latents: str = "autoencoder", autoencoder="", readout=None, extractors_dir=DEFAULT_EXTRACTORS_DIR,
                   threads: int = 1) -> dict:
@@ -111,8 +112,8 @@ def video_columns(generated: dict, clips: list[dict], corpus_dir, *, enabled: bo
     markdown that also says how each extractor was obtained, "wall": seconds}. When `enabled` is False, no
     autoencoder is given for autoencoder latents, or the extractors can be neither loaded nor trained, every
     column is N/A and says why."""
-    import time
-
+    if latents not in ("autoencoder", "oracle"):
+        raise ValueError(f"latents must be 'autoencoder' or 'oracle', got {latents!r}")
     out = {"scores": {}, "not_measured": {}, "records": {}, "drawn": "", "scored_by": "", "source": "", "summary": "",
            "wall": {}}
     skip = ("video_metrics = False" if not enabled else

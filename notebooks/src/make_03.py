@@ -282,7 +282,7 @@ for name, method, ref in (("talking", "ours: talking-only (avatar audio; FLOAT-l
         rows.append(scoring.table_row(method, SOURCE + VSOURCE, with_video(name, {"Latency (s)": latency[name]["latency_s"]}),
                                       T1, **{"User input": "✗" if name == "talking" else "✓", "reference": ref}))
 gt_video = f"; FID/FVD/CSIM/LSE: the corpus frames, scored by {video_cols['scored_by']}" if vscores else ""
-rows.append(scoring.table_row("GT (corpus params and frames)", SOURCE + gt_video,
+rows.append(scoring.table_row("GT (corpus params and frames)" if vscores else "GT (corpus params)", SOURCE + gt_video,
                               {**refs["GT (corpus params)"], **vscores.get("GT (corpus frames)", {})}, T1,
                               **{"User input": "N/A", "reference": True}))
 table("table1", rows)
