@@ -190,7 +190,7 @@ def live_demo_notebook():
         new_code_cell(SETUP),
         md("## The models\n\nBy default a bundle shipped with the suite (`notebooks/assets/live_demo/`, float16; its "
            "README says how each was trained and what it can and cannot do). `bundle=\"reactive\"`: a four-layer "
-           "generator whose dual encoder reads the user's last 0.8 s, trained with DPO on *oracle* latents (the true "
+           "generator whose dual encoder reads the user's last 0.8 s, trained on *oracle* latents (the true "
            "face parameters embedded: perfect perception, the avatar drawn by the corpus renderer, no autoencoder); "
            "it smiles back. `bundle=\"autoencoder\"`: a narrow motion autoencoder and a two-layer generator; it "
            "talks and animates any face image, but its latents carry too little expression to react. "
