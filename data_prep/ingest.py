@@ -108,7 +108,7 @@ class IngestConfig:
         return self
 
 
-def _person_audio(conv, src: Path, params: dict, cfg: IngestConfig, vad_backend: str) -> tuple[dict, str, list]:
+def _person_audio(conv, params: dict, cfg: IngestConfig, vad_backend: str) -> tuple[dict, str, list]:
     """person -> (N,) float32 16 kHz voice, a description of where it came from, notes."""
     from data_prep import vad
 
@@ -144,7 +144,7 @@ def _person_audio(conv, src: Path, params: dict, cfg: IngestConfig, vad_backend:
     return {"A": x[0], "B": x[0]}, "mixed mono track used for both persons (no face parameters to split it)", notes
 
 
-def ingest_conversation(conv: dict, src: Path, tmp: Path, cfg: IngestConfig, vad_backend: str, detector) -> dict:
+def ingest_conversation(conv: dict, tmp: Path, cfg: IngestConfig, vad_backend: str, detector) -> dict:
     from data_prep import vad
 
     cid, layout = conv["conversation_id"], conv["layout"]
@@ -216,7 +216,7 @@ def ingest_conversation(conv: dict, src: Path, tmp: Path, cfg: IngestConfig, vad
         share = float(np.isfinite(lm).all(1).mean()) if len(lm) else 0.0
         if share < 0.5:
             notes.append(f"{cid} person {p}: landmarks found in only {share:.0%} of frames (params NaN elsewhere)")
-    voices, audio_note, n = _person_audio(conv, src, params, cfg, vad_backend)
+    voices, audio_note, n = _person_audio(conv, params, cfg, vad_backend)
     notes += n
     rows = {"clips": [], "segments": []}
     bounds = []  # (start, end) of every clip: each shot cut into clips of about clip_seconds
@@ -283,7 +283,7 @@ def ingest(src, out, cfg: IngestConfig = IngestConfig(), overwrite: bool = False
         for c in tqdm(convs, desc="ingest", disable=not progress):
             files = [str(f) for f in c["files"].values()]
             try:
-                r = ingest_conversation(c, src, tmp, cfg, vad_backend, detector)
+                r = ingest_conversation(c, tmp, cfg, vad_backend, detector)
             except Exception as err:  # noqa: BLE001 - one bad conversation never stops the batch
                 _remove_partial(tmp, c["conversation_id"])
                 msg = str(err) if isinstance(err, IngestError) else \
