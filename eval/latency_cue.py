@@ -133,11 +133,16 @@ def cue_to_reaction(generate_fn, readout, conversations: list[dict], *, n_inject
     return summarize_reactions(records, block_ms=1000 * block / fps, compute_ms=compute_ms)
 
 
+def spread(values, unit: str, prefix: str = "") -> dict:
+    """Median, 5th and 95th percentile and count of delays, keyed "<prefix>median_<unit>" ... "<prefix>n"."""
+    a = np.asarray(values, dtype=float)
+    return {f"{prefix}median_{unit}": float(np.median(a)), f"{prefix}p5_{unit}": float(np.percentile(a, 5)),
+            f"{prefix}p95_{unit}": float(np.percentile(a, 95)), f"{prefix}n": int(a.size)}
+
+
 def summarize_reactions(records, *, block_ms: float, compute_ms: float | None) -> dict:
     delays = np.array([r["media_delay_ms"] for r in records if r["reacted"]], dtype=float)
-    stats = lambda a: None if a.size == 0 else {
-        "median_ms": float(np.median(a)), "p5_ms": float(np.percentile(a, 5)), "p95_ms": float(np.percentile(a, 95)),
-        "mean_ms": float(a.mean()), "n": int(a.size)}
+    stats = lambda a: None if a.size == 0 else {**spread(a, "ms"), "mean_ms": float(a.mean())}
     system = block_ms + (compute_ms or 0.0)
     return {"status": "measured", "n_injections": len(records), "n_reacted": int(delays.size),
             "reaction_rate": delays.size / max(1, len(records)), "media_delay": stats(delays),
@@ -181,8 +186,7 @@ def corpus_reaction_delay(events, kind: str = "smile_mirror") -> dict | None:
     if events is None or len(events) == 0 or "kind" not in events:
         return None
     lat = events.loc[events.kind == kind, "latency"].to_numpy(float) * 1000
-    return None if lat.size == 0 else {"kind": kind, "median_ms": float(np.median(lat)), "p5_ms": float(
-        np.percentile(lat, 5)), "p95_ms": float(np.percentile(lat, 95)), "n": int(lat.size)}
+    return None if lat.size == 0 else {"kind": kind, **spread(lat, "ms")}
 
 
 def measure_cue_to_reaction(checkpoint, corpus_dir, *, readout=None, n_injections: int = 100, nfe: int = 10,
@@ -270,7 +274,5 @@ def people_reaction_delay(corpus_dir, kind: str = "smile_mirror", column: str = 
             visible.append((t0 + seen[0] - cue) / fps)
     if not delays:
         return None
-    stats = lambda d, pre: {f"{pre}median_s": float(np.median(d)), f"{pre}p5_s": float(np.percentile(d, 5)),
-                            f"{pre}p95_s": float(np.percentile(d, 95)), f"{pre}n": len(d)}
-    return {"kind": kind, "column": column, **stats(delays, ""), **(stats(visible, "visible_") if visible else {}),
-            "planted_median_s": float(events.loc[events.kind == kind, "latency"].median())}
+    return {"kind": kind, "column": column, **spread(delays, "s"),
+            **(spread(visible, "s", "visible_") if visible else {}), "planted_median_s": float(events.loc[events.kind == kind, "latency"].median())}
